@@ -1,0 +1,81 @@
+"""``python -m bot``: the command line. Each capability registers its subcommands in ``COMMANDS``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from bot.config import Settings, SettingsError
+from bot.embedded import EmbeddedDatabaseError
+from bot.logs import configure_logging
+
+log = logging.getLogger("bot")
+
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import create_app
+
+    app = create_app(settings, scheduler=not args.no_scheduler)
+    log.info("starting", extra={"host": settings.host, "port": settings.port,
+                                "embedded_database": settings.embedded_database})
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
+                shutdown_timeout=10)
+    return 0
+
+
+def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import standalone_database
+    from bot.demo import seed_demo
+
+    async def run() -> list[str]:
+        async with standalone_database(settings) as (client, db):
+            return await seed_demo(client, db, settings)
+
+    for line in asyncio.run(run()):
+        print(line)
+    return 0
+
+
+def _register_core(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="运行 Web 服务（未设置 MONGODB_URI 时同时启动嵌入式数据库）")
+    serve.add_argument("--no-scheduler", action="store_true", help="不在本进程运行定时任务")
+    serve.set_defaults(func=_serve)
+    seed = sub.add_parser("seed-demo", help="写入演示数据（可重复执行）")
+    seed.set_defaults(func=_seed_demo)
+
+
+# Functions that add subcommands; each sets ``func(args, settings) -> exit status``.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_core]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="医保小助手 后端服务")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+    try:
+        return args.func(args, settings)
+    except EmbeddedDatabaseError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,18 @@
+"""Typed keys for everything the application holds in ``app``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.readiness import Readiness
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+MONGO: web.AppKey[AsyncMongoClient] = web.AppKey("mongo")
+DB: web.AppKey[AsyncDatabase] = web.AppKey("db")
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
