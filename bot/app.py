@@ -39,7 +39,11 @@ def startup_steps() -> list[tuple[str, StartupStep]]:
 
 def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupContext]:
     """Long-lived resources of the capabilities (HTTP clients, scheduler …), opened after the database."""
+    from scheduling.jobs import scheduler_context
+
     contexts: list[CleanupContext] = []
+    if scheduler:
+        contexts.append(scheduler_context)
     return contexts
 
 

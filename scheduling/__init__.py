@@ -1,0 +1,1 @@
+"""Booking domain (catalogue, calendars, slots, bookings) and the periodic jobs."""

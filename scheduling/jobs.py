@@ -1,0 +1,65 @@
+"""Periodic jobs. APScheduler (in-memory job store) only provides the ticks in every instance;
+durable state lives in our collections, and a job that must not run twice at once takes a lease.
+
+Capabilities add their jobs to ``jobs()``. ``scheduler_context`` runs them inside the web app,
+``python -m bot worker`` runs them alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot import leases
+from bot.keys import DB, READINESS
+
+log = logging.getLogger(__name__)
+
+INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every: timedelta
+    run: Callable[[web.Application], Awaitable[None]]
+    exclusive: bool = False  # take a lease so only one instance runs it at a time
+
+
+def jobs() -> list[Job]:
+    return []
+
+
+async def run_job(app: web.Application, job: Job) -> None:
+    if not app[READINESS].ready:
+        return  # start-up has not finished; the next tick will run it
+    db = app[DB]
+    lease_name = f"job:{job.name}"
+    if job.exclusive and not await leases.acquire(db, lease_name, INSTANCE_ID, job.every * 3 + timedelta(seconds=30)):
+        return
+    try:
+        await job.run(app)
+    except Exception:
+        log.exception("job failed", extra={"job": job.name})
+    finally:
+        if job.exclusive:
+            await leases.release(db, lease_name, INSTANCE_ID)
+
+
+async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
+    scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
+    for job in jobs():
+        scheduler.add_job(run_job, "interval", args=[app, job], id=job.name,
+                          seconds=job.every.total_seconds(), max_instances=1, coalesce=True)
+    scheduler.start()
+    try:
+        yield
+    finally:
+        scheduler.shutdown(wait=False)
