@@ -1,0 +1,81 @@
+"""Start-up cost of `python -m bot serve` on the embedded database.
+
+Prints the time from process start to the first /readyz 200 and the resident memory of the app
+(and of the embedded server) after start. Runs three times on a fresh data directory each, the
+first of which also creates the storage. Usage: .venv/bin/python bench/startup.py
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.embedded import free_port  # noqa: E402
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def one_run(data_dir: str) -> tuple[float, float, float]:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "DATA_DIR": data_dir, "MONGODB_URI": "", "LOG_LEVEL": "WARNING"}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--no-scheduler"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not ready(f"http://127.0.0.1:{port}/readyz"):
+            if process.poll() is not None or time.perf_counter() - started > 60:
+                raise SystemExit("the service did not become ready")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        time.sleep(0.5)
+        app_rss = rss_mib(process.pid)
+        db_rss = sum(rss_mib(child) for child in children(process.pid))
+        return elapsed, app_rss, db_rss
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def main() -> None:
+    runs = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        for _ in range(3):
+            runs.append(one_run(data_dir))
+    times = [r[0] for r in runs]
+    print("startup (python -m bot serve, embedded database), 3 runs on one data dir")
+    print(f"  time to first /readyz 200: first {times[0]:.2f} s, median {statistics.median(times):.2f} s, "
+          f"max {max(times):.2f} s")
+    print(f"  resident memory after start: app {runs[-1][1]:.0f} MiB, embedded database {runs[-1][2]:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
