@@ -39,9 +39,10 @@ def startup_steps() -> list[tuple[str, StartupStep]]:
 
 def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupContext]:
     """Long-lived resources of the capabilities (HTTP clients, scheduler …), opened after the database."""
+    from bot.wechat_api import wechat_context
     from scheduling.jobs import scheduler_context
 
-    contexts: list[CleanupContext] = []
+    contexts: list[CleanupContext] = [wechat_context]
     if scheduler:
         contexts.append(scheduler_context)
     return contexts

@@ -11,8 +11,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.readiness import Readiness
+    from bot.wechat_api import WeChatClient
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 MONGO: web.AppKey[AsyncMongoClient] = web.AppKey("mongo")
 DB: web.AppKey[AsyncDatabase] = web.AppKey("db")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+WECHAT: web.AppKey[WeChatClient] = web.AppKey("wechat")

@@ -18,6 +18,7 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.embedded import EmbeddedMongo
 from bot.keys import READINESS
+from tests.fakes.wechat_api import FakeWeChat
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +85,12 @@ async def login(client: TestClient, openid: str = "resident-1") -> dict[str, str
     response = await client.post("/api/v1/auth/dev-login", json={"openid": openid})
     assert response.status == 200, await response.text()
     return {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+
+@pytest.fixture
+async def fake_wechat() -> AsyncIterator[FakeWeChat]:
+    """A fake WeChat API on a loopback port (``.base_url``, ``.app_id``, ``.secret``; see tests/fakes)."""
+    fake = FakeWeChat()
+    await fake.start()
+    yield fake
+    await fake.stop()

@@ -1,0 +1,122 @@
+"""Subscribe-message grants (订阅消息授权): each time a user accepts a template in the subscribe
+pop-up, WeChat allows exactly one message of that template. We count them per user and template.
+
+Collection ``subscription_grants``, one document per (openid, template_id) — unique index:
+
+    {openid: str, template_id: str,
+     available: int,            # messages we may still send; never below 0
+     accepted_total: int,       # acceptances ever recorded
+     last_status: str | None,   # last status WeChat reported: accept / reject / ban / filter …
+     last_sent: {msg_id, error_code, error_status, at} | None,  # from subscribe_msg_sent_event
+     created_at, updated_at}
+
+Protocol with the sender (the notification dispatcher):
+- the WeChat callback calls ``add_grant`` for every ``accept`` (subscribe_msg_popup_event /
+  subscribe_msg_change_event) and ``revoke_grants`` when the user switches a template off;
+- before sending a subscribe message the sender calls ``take_grant`` (atomic: decrements only
+  while ``available > 0``); True means it owns one grant and may send;
+- if the send then fails *without* being delivered (a transient error the sender will retry
+  through another path, or any error where WeChat did not use the grant — not 43101), the
+  sender calls ``return_grant`` to give it back. After 43101 the grant was not really there:
+  do not return it.
+Every function takes an optional ``session`` so it can join the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from bot.db import declare_indexes
+
+COLLECTION = "subscription_grants"
+
+declare_indexes(
+    COLLECTION,
+    IndexModel([("openid", ASCENDING), ("template_id", ASCENDING)], unique=True, name="openid_template_unique"),
+)
+
+
+async def _upsert(
+    db: AsyncDatabase, openid: str, template_id: str, update: dict[str, Any],
+    session: AsyncClientSession | None,
+) -> None:
+    now = datetime.now(UTC)
+    update = {**update, "$set": {**update.get("$set", {}), "updated_at": now}}
+    touched = set(update.get("$inc", {})) | set(update["$set"])
+    defaults = {"created_at": now, "available": 0, "accepted_total": 0, "last_status": None, "last_sent": None}
+    update["$setOnInsert"] = {k: v for k, v in defaults.items() if k not in touched}
+    key = {"openid": openid, "template_id": template_id}
+    try:
+        await db[COLLECTION].update_one(key, update, upsert=True, session=session)
+    except DuplicateKeyError:
+        if session is not None:
+            raise  # the transaction retries as a whole
+        # two first-time upserts raced; the document exists now, so this update matches it
+        await db[COLLECTION].update_one(key, update, upsert=True)
+
+
+async def add_grant(
+    db: AsyncDatabase, openid: str, template_id: str, n: int = 1, *,
+    status: str = "accept", session: AsyncClientSession | None = None,
+) -> None:
+    """Record ``n`` acceptances of ``template_id`` by ``openid``."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    await _upsert(db, openid, template_id,
+                  {"$inc": {"available": n, "accepted_total": n}, "$set": {"last_status": status}}, session)
+
+
+async def take_grant(
+    db: AsyncDatabase, openid: str, template_id: str, *, session: AsyncClientSession | None = None
+) -> bool:
+    """Use one grant; False when none is left. Atomic across instances."""
+    result = await db[COLLECTION].update_one(
+        {"openid": openid, "template_id": template_id, "available": {"$gt": 0}},
+        {"$inc": {"available": -1}, "$set": {"updated_at": datetime.now(UTC)}},
+        session=session,
+    )
+    return result.modified_count == 1
+
+
+async def return_grant(
+    db: AsyncDatabase, openid: str, template_id: str, *, session: AsyncClientSession | None = None
+) -> None:
+    """Give back a grant taken by ``take_grant`` whose message WeChat did not accept."""
+    await _upsert(db, openid, template_id, {"$inc": {"available": 1}}, session)
+
+
+async def revoke_grants(
+    db: AsyncDatabase, openid: str, template_id: str, status: str, *,
+    session: AsyncClientSession | None = None,
+) -> None:
+    """The user switched the template off (reject/ban in subscribe_msg_change_event): nothing is left."""
+    await _upsert(db, openid, template_id, {"$set": {"available": 0, "last_status": status}}, session)
+
+
+async def note_status(
+    db: AsyncDatabase, openid: str, template_id: str, status: str, *,
+    session: AsyncClientSession | None = None,
+) -> None:
+    """Remember a pop-up answer that grants nothing (reject in the pop-up)."""
+    await _upsert(db, openid, template_id, {"$set": {"last_status": status}}, session)
+
+
+async def note_sent(
+    db: AsyncDatabase, openid: str, template_id: str, *, msg_id: str | None, error_code: str | None,
+    error_status: str | None, session: AsyncClientSession | None = None,
+) -> None:
+    """Record WeChat's report of a delivered (or failed) subscribe message (subscribe_msg_sent_event)."""
+    await _upsert(db, openid, template_id, {"$set": {"last_sent": {
+        "msg_id": msg_id, "error_code": error_code, "error_status": error_status, "at": datetime.now(UTC),
+    }}}, session)
+
+
+async def available(db: AsyncDatabase, openid: str, template_id: str) -> int:
+    document = await db[COLLECTION].find_one({"openid": openid, "template_id": template_id})
+    return int(document.get("available", 0)) if document else 0
