@@ -117,6 +117,8 @@ class Settings:
     wechat_token: str | None = _setting("text")
     wechat_encoding_aes_key: str | None = _setting("aes_key")
     wechat_api_base: str = _setting("http_url", "https://api.weixin.qq.com")
+    booking_horizon_days: int = _setting("positive_int", 14)  # days of slots kept generated ahead
+    demo_staff_password: str | None = _setting("text")  # seed-demo: password of the demo staff accounts
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
