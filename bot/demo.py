@@ -20,7 +20,9 @@ async def _seed_demo_resident(client: AsyncMongoClient, db: AsyncDatabase, setti
 
 
 def seeders() -> list[Seeder]:
-    return [_seed_demo_resident]
+    from scheduling.seed import seed_booking_demo
+
+    return [_seed_demo_resident, seed_booking_demo]
 
 
 async def seed_demo(client: AsyncMongoClient, db: AsyncDatabase, settings: Settings) -> list[str]:
