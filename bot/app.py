@@ -34,7 +34,9 @@ async def _ensure_indexes(app: web.Application) -> None:
 
 def startup_steps() -> list[tuple[str, StartupStep]]:
     """Work that needs the database, run in this order after it answers. Each capability adds its own."""
-    return [("indexes", _ensure_indexes)]
+    from scheduling.slot_jobs import refresh_slots
+
+    return [("indexes", _ensure_indexes), ("slots", refresh_slots)]
 
 
 def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupContext]:

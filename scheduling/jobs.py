@@ -34,7 +34,9 @@ class Job:
 
 
 def jobs() -> list[Job]:
-    return []
+    from scheduling import slot_jobs
+
+    return [Job("calendar-slots", slot_jobs.REFRESH_EVERY, slot_jobs.refresh_slots, exclusive=True)]
 
 
 async def run_job(app: web.Application, job: Job) -> None:
