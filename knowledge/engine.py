@@ -1,0 +1,222 @@
+"""The FAQ engine: one immutable object holding a corpus and its index, answering questions.
+
+A question goes through normalisation → synonym rewriting → jieba → pinyin typo correction → terms for
+both index channels → ranked entries → a decision with two thresholds:
+
+- the best entry scores at least ``answer_threshold`` and leads the next entry by ``margin``: answer it
+  (with up to three related questions the chat can offer by number);
+- it scores at least ``suggest_threshold``: do not answer, offer the three best questions ("您是不是想问");
+- otherwise decline with a helpful fallback (rephrase, a person, the 12393 hotline); the caller records
+  the question as a knowledge gap.
+
+The parameters were tuned on the development half of the evaluation set only; see
+``knowledge/README-tuning.md``. An engine is never modified after ``__init__``, so a hot reload builds a
+new one and swaps a single reference.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from knowledge import segment
+from knowledge.corpus import DATA_DIR, Corpus, Entry, load_corpus
+from knowledge.index import FaqIndex, IndexParams
+from knowledge.normalise import clean, strip_politeness
+from knowledge.typos import PinyinCorrector
+
+MAX_QUESTION_CHARS = 500
+SUGGESTIONS = 3
+RELATED = 3
+
+FALLBACK_MESSAGE = ("抱歉，这个问题我暂时还答不上来。您可以换个说法再问一次，或转人工服务，"
+                    "也可以拨打 12393 医保服务热线咨询。")
+SUGGEST_MESSAGE = "您是不是想问："
+REASON_MESSAGES = {
+    "empty": "请输入您想咨询的医保问题。",
+    "too_long": f"问题太长了，请精简到 {MAX_QUESTION_CHARS} 字以内再问。",
+    "no_content": "没有看懂您的问题，请用文字描述您想咨询的医保问题。",
+    "greeting": "您好！我是医保小助手，请问有什么医保问题可以帮您？",
+    "unavailable": "问答服务暂时不可用，请稍后再试，或拨打 12393 医保服务热线咨询。",
+}
+
+
+@dataclass(frozen=True)
+class Params:
+    index: IndexParams = field(default_factory=IndexParams)
+    answer_threshold: float = 0.5
+    suggest_threshold: float = 0.25
+    margin: float = 0.05
+
+
+DEFAULT_PARAMS = Params()
+
+
+@dataclass
+class Answer:
+    answered: bool
+    faq_id: str | None = None
+    question: str | None = None  # the matched canonical question
+    answer: str | None = None
+    score: float = 0.0
+    suggestions: list[dict[str, str]] = field(default_factory=list)
+    reason: str | None = None  # set for input that is not a question: empty, too_long, no_content, greeting …
+    message: str | None = None  # what to say besides an answer: the fallback, "您是不是想问：" …
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def decision(self) -> str:
+        if self.answered:
+            return "answer"
+        return "suggest" if self.suggestions else "decline"
+
+
+def declined(reason: str | None = None, score: float = 0.0) -> Answer:
+    message = REASON_MESSAGES.get(reason, FALLBACK_MESSAGE) if reason else FALLBACK_MESSAGE
+    return Answer(answered=False, score=score, reason=reason, message=message)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    text: str  # normalised and rewritten to canonical synonyms (and typo-corrected for queries)
+    words: list[str]
+    bigrams: list[str]
+    corrected: bool = False
+
+
+@dataclass(frozen=True)
+class Ranked:
+    entry: Entry
+    score: float
+
+
+def decide(best: float, runner_up: float, params: Params) -> str:
+    """The two-threshold decision from the best and second-best entry scores."""
+    if best >= params.answer_threshold and best - runner_up >= params.margin:
+        return "answer"
+    return "suggest" if best >= params.suggest_threshold else "decline"
+
+
+def _confidence(score: float) -> float:
+    return round(min(max(score, 0.0), 1.0), 4)
+
+
+class Engine:
+    def __init__(self, corpus: Corpus, params: Params = DEFAULT_PARAMS, db_version: int | None = None) -> None:
+        self.corpus = corpus
+        self.params = params
+        self.db_version = db_version
+        self.fingerprint = corpus.fingerprint
+        self.synonyms = corpus.synonyms
+        segment.add_words([*corpus.userdict, *((word, None) for word in self.synonyms.canonical_words())])
+        doc_entries: list[int] = []
+        word_docs: list[list[str]] = []
+        bigram_docs: list[list[str]] = []
+        for position, entry in enumerate(corpus.entries):
+            for text in (entry.question, *entry.paraphrases, " ".join(entry.keywords)):
+                analysis = self.analyse(text, correct=False)
+                if not analysis.words and not analysis.bigrams:
+                    continue
+                doc_entries.append(position)
+                word_docs.append(analysis.words)
+                bigram_docs.append(analysis.bigrams)
+        self._documents = (doc_entries, word_docs, bigram_docs)
+        self.index = FaqIndex(doc_entries, word_docs, bigram_docs, params.index)
+        vocabulary = self.index.word_vocabulary()
+        targets = [(word, word) for word in vocabulary if len(word) >= 2]
+        targets += list(self.synonyms.variants().items())
+        self.corrector = PinyinCorrector(targets, known=vocabulary | set(self.synonyms.canonical))
+
+    def with_params(self, params: Params) -> Engine:
+        """The same corpus under other parameters (tuning): analysis is reused, the index is rebuilt only
+        if its own parameters differ."""
+        engine = copy.copy(self)
+        engine.params = params
+        if params.index != self.params.index:
+            engine.index = FaqIndex(*self._documents, params.index)
+        return engine
+
+    @classmethod
+    def build(cls, data_dir: Path = DATA_DIR, params: Params = DEFAULT_PARAMS,
+              db_version: int | None = None) -> Engine:
+        return cls(load_corpus(data_dir), params, db_version)
+
+    # -- analysis ---------------------------------------------------------------------------------
+
+    def _tokens(self, normalised: str) -> list[str]:
+        rewritten = self.synonyms.rewrite(normalised)
+        return [self.synonyms.canonical.get(token, token) for token in segment.cut(rewritten)]
+
+    def analyse(self, text: str, *, correct: bool = True) -> Analysis:
+        tokens = self._tokens(strip_politeness(clean(text)))
+        corrected = False
+        if correct:
+            tokens, corrected = self.corrector.correct(tokens)
+        return Analysis(text="".join(tokens), words=segment.word_terms(tokens),
+                        bigrams=segment.bigram_terms(tokens), corrected=corrected)
+
+    # -- retrieval --------------------------------------------------------------------------------
+
+    def rank(self, question: str, k: int = 10) -> list[Ranked]:
+        analysis = self.analyse(question)
+        entries = self.corpus.entries
+        return [Ranked(entries[position], score)
+                for position, score in self.index.search(analysis.words, analysis.bigrams, k)]
+
+    def _check_input(self, question: object) -> Answer | None:
+        if not isinstance(question, str):
+            return declined("empty")
+        stripped = question.strip()
+        if not stripped:
+            return declined("empty")
+        if len(stripped) > MAX_QUESTION_CHARS:
+            return declined("too_long")
+        cleaned = clean(stripped)
+        if not cleaned:
+            return declined("no_content")
+        if not strip_politeness(cleaned):
+            return declined("greeting")
+        return None
+
+    def respond(self, question: str) -> tuple[Answer, list[Ranked]]:
+        """The decision and the ranking it was made from (the evaluation reads both)."""
+        rejected = self._check_input(question)
+        if rejected is not None:
+            return rejected, []
+        ranked = self.rank(question)
+        if not ranked:
+            return declined(), []
+        params = self.params
+        best = ranked[0]
+        decision = decide(best.score, ranked[1].score if len(ranked) > 1 else 0.0, params)
+        if decision == "answer":
+            related = [item for item in ranked[1:] if item.score >= params.suggest_threshold
+                       and (item.entry.category == best.entry.category or item.score >= 0.8 * best.score)]
+            return Answer(answered=True, faq_id=best.entry.id, question=best.entry.question,
+                          answer=best.entry.answer, score=_confidence(best.score),
+                          suggestions=[_suggestion(item.entry) for item in related[:RELATED]]), ranked
+        if decision == "suggest":
+            return Answer(answered=False, score=_confidence(best.score), message=SUGGEST_MESSAGE,
+                          suggestions=[_suggestion(item.entry) for item in ranked[:SUGGESTIONS]]), ranked
+        return declined(score=_confidence(best.score)), ranked
+
+    def answer(self, question: str) -> Answer:
+        return self.respond(question)[0]
+
+    def search(self, query: str, k: int = 10) -> list[dict[str, Any]]:
+        """The best ``k`` entries for a search box, thresholds aside."""
+        if self._check_input(query) is not None:
+            return []
+        return [{**_suggestion(item.entry), "category": item.entry.category, "score": _confidence(item.score)}
+                for item in self.rank(query, k)]
+
+    def entry(self, faq_id: str) -> Entry | None:
+        return self.corpus.by_id.get(faq_id)
+
+
+def _suggestion(entry: Entry) -> dict[str, str]:
+    return {"faq_id": entry.id, "question": entry.question}

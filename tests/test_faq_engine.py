@@ -1,0 +1,107 @@
+"""Decisions with two thresholds, related questions, bad input, search and the public API."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import knowledge
+from knowledge.engine import DEFAULT_PARAMS, Answer, Engine, Params, decide
+from tests.faq_support import write_corpus
+
+PARAMS = dataclasses.replace(DEFAULT_PARAMS, answer_threshold=0.6, suggest_threshold=0.3, margin=0.05)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return Engine.build(write_corpus(tmp_path_factory.mktemp("corpus")), PARAMS)
+
+
+def test_decide_uses_both_thresholds_and_the_margin() -> None:
+    params = Params(answer_threshold=0.6, suggest_threshold=0.3, margin=0.1)
+    assert decide(0.9, 0.2, params) == "answer"
+    assert decide(0.9, 0.85, params) == "suggest"  # too close to the runner-up to be sure
+    assert decide(0.6, 0.0, params) == "answer"
+    assert decide(0.59, 0.0, params) == "suggest"
+    assert decide(0.3, 0.0, params) == "suggest"
+    assert decide(0.29, 0.0, params) == "decline"
+
+
+def test_a_clear_question_is_answered_with_its_entry(engine: Engine) -> None:
+    answer = engine.answer("家庭共济怎么开通")
+    assert answer.answered and answer.faq_id == "t-family-pool"
+    assert answer.question == "家庭共济怎么开通？"
+    assert answer.answer.startswith("在医保APP")
+    assert 0.6 <= answer.score <= 1.0
+    assert answer.reason is None and answer.message is None
+    assert all(s["faq_id"] != "t-family-pool" for s in answer.suggestions)
+
+
+def test_answers_offer_related_questions_of_the_same_category(engine: Engine) -> None:
+    answer = engine.answer("异地就医备案在哪里办理")
+    assert answer.answered and answer.faq_id == "t-remote-filing"
+    assert {"faq_id": "t-remote-effective", "question": "异地就医备案多久生效？"} in answer.suggestions
+    assert len(answer.suggestions) <= 3
+
+
+def test_an_ambiguous_question_gets_three_suggestions(engine: Engine) -> None:
+    answer = engine.answer("异地备案")  # both filing entries match equally
+    assert not answer.answered and answer.faq_id is None and answer.answer is None
+    assert answer.message == "您是不是想问："
+    ids = [s["faq_id"] for s in answer.suggestions]
+    assert len(ids) <= 3 and {"t-remote-filing", "t-remote-effective"} <= set(ids)
+
+
+def test_an_out_of_domain_question_is_declined_with_a_fallback(engine: Engine) -> None:
+    answer = engine.answer("明天去北京的火车票怎么买")
+    assert answer == Answer(answered=False, score=answer.score, message=answer.message)
+    assert answer.suggestions == [] and answer.score < PARAMS.suggest_threshold
+    assert "12393" in answer.message
+
+
+@pytest.mark.parametrize(("question", "reason"), [
+    ("", "empty"), ("   \n\t ", "empty"), ("医保" * 251, "too_long"), ("😀🎉👍", "no_content"),
+    ("\x00\x01\x1b\x7f\u200b", "no_content"), ("你好！", "greeting"), ("谢谢😊", "greeting"), (None, "empty"),
+])
+def test_bad_input_is_declined_with_a_reason_never_an_exception(engine: Engine, question: object,
+                                                                   reason: str) -> None:
+    answer = engine.answer(question)  # type: ignore[arg-type]
+    assert not answer.answered and answer.suggestions == [] and answer.reason == reason and answer.message
+
+
+@pytest.mark.parametrize("question", ["\ud800医保", "医保\ufffe\uffff", "𠀀𠀁医保卡", "a" * 500, "?" * 10, "1" * 499])
+def test_odd_strings_never_raise(engine: Engine, question: str) -> None:
+    assert isinstance(engine.answer(question), Answer)
+    assert isinstance(knowledge.answer(question), Answer)
+
+
+def test_five_hundred_characters_are_still_a_question(engine: Engine) -> None:
+    question = "医保卡丢了怎么挂失" + "。" * 491
+    assert len(question) == 500 and engine.answer(question).faq_id == "t-card-lost"
+
+
+def test_search_returns_ranked_entries_without_thresholds(engine: Engine) -> None:
+    results = engine.search("备案")
+    assert [r["faq_id"] for r in results][:2] == ["t-remote-filing", "t-remote-effective"] or \
+        {r["faq_id"] for r in results[:2]} == {"t-remote-filing", "t-remote-effective"}
+    assert set(results[0]) == {"faq_id", "question", "category", "score"}
+    assert engine.search("") == [] and engine.search("火车票") == []
+
+
+def test_entry_by_id(engine: Engine) -> None:
+    entry = engine.entry("t-hotline")
+    assert entry is not None and entry.category == "服务渠道" and entry.answer == "全国医保服务热线是12393。"
+    assert engine.entry("nope") is None
+
+
+def test_public_api_uses_the_real_corpus() -> None:
+    engine = knowledge.current_engine()
+    assert len(engine.corpus.entries) >= 100
+    first = engine.corpus.entries[0]
+    assert knowledge.entry(first.id) == first
+    assert knowledge.entry(123) is None  # type: ignore[arg-type]
+    answer = knowledge.answer(first.question)
+    assert answer.answered and answer.faq_id == first.id
+    assert set(answer.to_dict()) == {"answered", "faq_id", "question", "answer", "score", "suggestions",
+                                     "reason", "message"}
