@@ -117,6 +117,8 @@ class Settings:
     wechat_token: str | None = _setting("text")
     wechat_encoding_aes_key: str | None = _setting("aes_key")
     wechat_api_base: str = _setting("http_url", "https://api.weixin.qq.com")
+    max_active_bookings: int = _setting("positive_int", 5)
+    waitlist_offer_minutes: int = _setting("positive_int", 30)
     booking_horizon_days: int = _setting("positive_int", 14)  # days of slots kept generated ahead
     demo_staff_password: str | None = _setting("text")  # seed-demo: password of the demo staff accounts
 

@@ -1,0 +1,150 @@
+"""What bookings, the waitlist and the booking jobs share: collection names, the booking policy
+from settings, the actor of a change, local-time formatting, the audit record and the payload of
+the family's notifications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from bot.config import Settings
+from bot.db import declare_indexes
+from bot.errors import ApiError
+from bot.staff import StaffMember
+from scheduling import transitions as t
+from scheduling.catalogue import offered_by
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+BOOKINGS, AUDIT, SLOTS, SERVICES, INSTITUTIONS, NURSES = (
+    "bookings", "audit_log", "slots", "services", "institutions", "nurses")
+
+# A nursing request must leave the institution time to review it: its review deadline is at the
+# latest this long before the visit, and waitlist offers for nursing slots end by then too.
+REVIEW_LEAD = timedelta(hours=2)
+DEFAULT_REVIEW_HOURS = 12
+DEFAULT_CANCEL_HOURS = 4
+
+declare_indexes(AUDIT, IndexModel([("entity", ASCENDING), ("entity_id", ASCENDING), ("at", ASCENDING)],
+                                  name="entity_at"))
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_active_bookings: int = 5
+    waitlist_offer_minutes: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(max_active_bookings=settings.max_active_bookings,
+                   waitlist_offer_minutes=settings.waitlist_offer_minutes)
+
+    @property
+    def offer_window(self) -> timedelta:
+        return timedelta(minutes=self.waitlist_offer_minutes)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change: ``role`` is the transition-table actor name."""
+
+    kind: str  # resident | staff | system
+    id: str
+    role: str
+    institution_id: str | None = None
+    nurse_id: str | None = None
+
+    @classmethod
+    def resident(cls, openid: str) -> Actor:
+        return cls("resident", openid, t.RESIDENT)
+
+    @classmethod
+    def staff(cls, member: StaffMember) -> Actor:
+        return cls("staff", member.username, member.role, member.institution_id, member.nurse_id)
+
+    @classmethod
+    def system(cls, job: str) -> Actor:
+        return cls("system", job, t.SYSTEM)
+
+    def may_act_for(self, institution_id: str) -> bool:
+        return self.kind == "system" or (self.kind == "staff" and self.institution_id in (None, institution_id))
+
+    def record(self) -> dict[str, str]:
+        return {"kind": self.kind, "id": self.id, "role": self.role}
+
+
+def local(moment: datetime) -> datetime:
+    return moment.astimezone(SHANGHAI)
+
+
+def local_text(moment: datetime) -> str:
+    """2026-11-25 09:30 in Asia/Shanghai, how people read a visit time."""
+    return local(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def api_error(exc: t.TransitionError) -> ApiError:
+    status = {"forbidden": 403, "invalid": 400}.get(exc.kind, 409)
+    return ApiError(status, exc.code, exc.message)
+
+
+async def audit(
+    db: AsyncDatabase, session: AsyncClientSession, *, entity: str, entity_id: str, actor: Actor,
+    action: str, source: str | None, target: str | None, at: datetime, reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """One audit record, always inside the transaction of the change it records."""
+    await db[AUDIT].insert_one({
+        "entity": entity, "entity_id": entity_id, "at": at, "actor": actor.record(), "action": action,
+        "from": source, "to": target, "reason": reason, "details": details or {},
+    }, session=session)
+
+
+def notification_payload(booking: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """What a message about a booking needs; no phone or ID numbers (messages leave our systems)."""
+    payload = {
+        "booking_id": booking["_id"], "booking_kind": booking["kind"],
+        "service_name": booking.get("service_name", ""), "institution_name": booking.get("institution_name", ""),
+        "start_local": local_text(booking["start"]), "status": booking["status"],
+        "status_label": t.STATUS_LABELS.get(booking["status"], booking["status"]),
+    }
+    if booking.get("nurse"):
+        payload["nurse_name"] = booking["nurse"].get("name", "")
+    payload.update({k: v for k, v in extra.items() if v is not None})
+    return payload
+
+
+SLOT_NOT_FOUND = ApiError(404, "slot_not_found", "找不到该时段或该时段已停止预约")
+SLOT_FULL = ApiError(409, "slot_full", "该时段已约满")
+SLOT_STARTED = ApiError(409, "slot_started", "该时段已开始或已结束，请选择其他时段")
+SERVICE_NOT_OFFERED = ApiError(400, "service_not_offered", "该机构在此时段不提供这项服务")
+
+
+async def load_bookable(
+    db: AsyncDatabase, slot_id: str, service_id: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The slot, service and institution of a booking request, after checking they fit together."""
+    slot = await db[SLOTS].find_one({"_id": slot_id}) if isinstance(slot_id, str) else None
+    if slot is None or slot.get("status") != "open" or slot.get("removed_by_rules"):
+        raise SLOT_NOT_FOUND
+    institution = await db[INSTITUTIONS].find_one({"_id": slot["institution_id"]})
+    if institution is None:
+        raise SLOT_NOT_FOUND
+    service = await db[SERVICES].find_one({"_id": service_id}) if isinstance(service_id, str) else None
+    kind = institution.get("kind")
+    if (service is None or not offered_by(service, institution["_id"]) or service.get("kind") != kind
+            or slot.get("kind", kind) != kind):
+        raise SERVICE_NOT_OFFERED
+    if slot["start"] <= now:
+        raise SLOT_STARTED
+    return slot, service, institution
+
+
+def offer_until(slot: dict[str, Any]) -> datetime:
+    """The last moment a waitlist offer on this slot may run (nursing requests need review time)."""
+    return slot["start"] - (REVIEW_LEAD if slot.get("kind") == t.NURSING else timedelta(0))
