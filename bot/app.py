@@ -34,17 +34,19 @@ async def _ensure_indexes(app: web.Application) -> None:
 
 def startup_steps() -> list[tuple[str, StartupStep]]:
     """Work that needs the database, run in this order after it answers. Each capability adds its own."""
+    from knowledge.reload import startup_step as build_faq_index
     from scheduling.slot_jobs import refresh_slots
 
-    return [("indexes", _ensure_indexes), ("slots", refresh_slots)]
+    return [("indexes", _ensure_indexes), ("slots", refresh_slots), ("faq_index", build_faq_index)]
 
 
 def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupContext]:
     """Long-lived resources of the capabilities (HTTP clients, scheduler …), opened after the database."""
     from bot.wechat_api import wechat_context
+    from knowledge.reload import reload_context as faq_reload_context
     from scheduling.jobs import scheduler_context
 
-    contexts: list[CleanupContext] = [wechat_context]
+    contexts: list[CleanupContext] = [wechat_context, faq_reload_context]
     if scheduler:
         contexts.append(scheduler_context)
     return contexts

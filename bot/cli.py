@@ -53,7 +53,13 @@ def _register_core(sub: argparse._SubParsersAction) -> None:
 
 
 # Functions that add subcommands; each sets ``func(args, settings) -> exit status``.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_core]
+def _register_faq(sub: argparse._SubParsersAction) -> None:
+    from knowledge.cli import register
+
+    register(sub)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_core, _register_faq]
 
 
 def build_parser() -> argparse.ArgumentParser:

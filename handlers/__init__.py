@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from bot.openapi import build_document
-from handlers import auth, health, staff_auth
+from handlers import auth, faq, health, staff_auth
 
-MODULES = [health, auth, staff_auth]
+MODULES = [health, auth, staff_auth, faq]
 
 
 def setup_routes(app: web.Application) -> None:
