@@ -1,0 +1,85 @@
+"""``python -m bot faq ask|eval|lint|tune``: the FAQ from the command line (no database needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from bot.config import Settings
+
+
+def _print(obj: Any) -> None:
+    line = json.dumps(obj, ensure_ascii=False) + "\n"
+    sys.stdout.buffer.write(line.encode("utf-8", "replace"))
+    sys.stdout.buffer.flush()
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    import knowledge
+    from knowledge import segment
+
+    segment.initialise()
+    engine = knowledge.current_engine()
+    if args.question:
+        _print(engine.answer(" ".join(args.question)).to_dict())
+        return 0
+    for raw in sys.stdin.buffer:
+        _print(engine.answer(raw.decode("utf-8", "replace").rstrip("\r\n")).to_dict())
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from knowledge.corpus import EVAL_HALVES, load_eval
+    from knowledge.engine import Engine
+    from knowledge.evaluate import evaluate, format_report
+
+    engine = Engine.build()
+    halves = EVAL_HALVES if args.half == "all" else (args.half,)
+    reports = [evaluate(engine, load_eval(half), half) for half in halves]
+    if args.json:
+        _print({report.name: report.metrics() for report in reports})
+    else:
+        print(f"FAQ evaluation: {len(engine.corpus.entries)} entries, {engine.index.n_docs} indexed questions")
+        for report in reports:
+            print(format_report(report))
+            if args.failures:
+                for failure in report.failures:
+                    print("    ✗", json.dumps(failure, ensure_ascii=False))
+    return 0
+
+
+def _lint(args: argparse.Namespace, settings: Settings) -> int:
+    from knowledge.lint import lint
+
+    problems = lint()
+    for problem in problems:
+        print(problem)
+    print(f"FAQ lint: {len(problems)} problem(s)" if problems else "FAQ lint: ok")
+    return 1 if problems else 0
+
+
+def _tune(args: argparse.Namespace, settings: Settings) -> int:
+    from knowledge.tuning import tune
+
+    for line in tune():
+        print(line)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    faq = sub.add_parser("faq", help="政策问答：提问、评测、语料检查")
+    commands = faq.add_subparsers(dest="faq_command", required=True, metavar="SUBCOMMAND")
+    ask = commands.add_parser("ask", help="回答一个问题（不带参数时从标准输入逐行读取，每行输出一个 JSON）")
+    ask.add_argument("question", nargs="*", help="问题")
+    ask.set_defaults(func=_ask)
+    evaluation = commands.add_parser("eval", help="在评测集（dev 与 test）上计算准确率等指标")
+    evaluation.add_argument("--half", choices=["all", "dev", "test"], default="all")
+    evaluation.add_argument("--failures", action="store_true", help="列出答错或未拒答的问题")
+    evaluation.add_argument("--json", action="store_true", help="以 JSON 输出指标")
+    evaluation.set_defaults(func=_eval)
+    check = commands.add_parser("lint", help="检查语料与评测集，有问题时以非零状态退出")
+    check.set_defaults(func=_lint)
+    tune = commands.add_parser("tune", help="只在 dev 集上搜索检索参数与阈值（输出候选，不修改代码）")
+    tune.set_defaults(func=_tune)
