@@ -87,3 +87,57 @@ def nurse_view(nurse: dict[str, Any], *, reveal_phone: bool) -> dict[str, Any]:
         "skills": list(nurse.get("skills") or []),
         "active": bool(nurse.get("active")),
     }
+
+
+class NurseFieldError(ValueError):
+    """A nurse field that cannot be stored; the message is Chinese, for staff."""
+
+
+_PHONE_DIGITS = 11
+_FIELDS = ("name", "phone", "title", "years_of_practice", "skills", "active")
+
+
+def parse_nurse_fields(body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """Validate a staff request; ``partial`` for an update (only the fields given)."""
+    unknown = sorted(set(body) - set(_FIELDS))
+    if unknown:
+        raise NurseFieldError(f"不支持的字段：{'、'.join(unknown)}")
+    if not partial:
+        missing = [f for f in ("name", "phone", "title", "years_of_practice") if f not in body]
+        if missing:
+            raise NurseFieldError(f"缺少字段：{'、'.join(missing)}")
+    elif not body:
+        raise NurseFieldError("请至少提供一个要修改的字段")
+    fields: dict[str, Any] = {}
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 20:
+            raise NurseFieldError("姓名应为 1 到 20 个字")
+        fields["name"] = name.strip()
+    if "phone" in body:
+        phone = body["phone"]
+        if not (isinstance(phone, str) and len(phone) == _PHONE_DIGITS and phone.isascii() and phone.isdigit()
+                and phone[0] == "1" and phone[1] in "3456789"):
+            raise NurseFieldError("手机号应为 11 位数字")
+        fields["phone"] = phone
+    if "title" in body:
+        if body["title"] not in TITLES:
+            raise NurseFieldError(f"职称应为以下之一：{'、'.join(TITLES)}")
+        fields["title"] = body["title"]
+    if "years_of_practice" in body:
+        years = body["years_of_practice"]
+        if not isinstance(years, int) or isinstance(years, bool) or not 0 <= years <= 60:
+            raise NurseFieldError("临床执业年限应为 0 到 60 之间的整数")
+        fields["years_of_practice"] = years
+    if "skills" in body:
+        from scheduling.catalogue import NURSING_CATEGORIES
+
+        skills = body["skills"]
+        if not isinstance(skills, list) or any(s not in NURSING_CATEGORIES for s in skills):
+            raise NurseFieldError(f"擅长类别应从以下选择：{'、'.join(NURSING_CATEGORIES)}")
+        fields["skills"] = list(dict.fromkeys(skills))
+    if "active" in body:
+        if not isinstance(body["active"], bool):
+            raise NurseFieldError("active 应为 true 或 false")
+        fields["active"] = body["active"]
+    return fields

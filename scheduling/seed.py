@@ -49,6 +49,12 @@ def demo_institutions() -> tuple[dict[str, Any], ...]:
 
 
 async def seed_booking_demo(client: AsyncMongoClient, db: AsyncDatabase, settings: Settings) -> list[str]:
+    lines = await seed_booking_data(db, settings.booking_horizon_days)
+    return lines + await _seed_staff(db, settings)
+
+
+async def seed_booking_data(db: AsyncDatabase, horizon_days: int) -> list[str]:
+    """Institutions, nurses, the catalogue and their slots (no staff accounts)."""
     now = datetime.now(UTC)
     offered: dict[str, list[str]] = {}
     items = catalogue.load_catalogue()
@@ -68,11 +74,10 @@ async def seed_booking_demo(client: AsyncMongoClient, db: AsyncDatabase, setting
                      + (f"，{len(entry.get('nurses') or ())} 名护士" if entry.get("nurses") else ""))
     await catalogue.upsert_services(db, offered)
     for entry in demo_institutions():
-        report = await slots.generate_slots(db, entry["id"], default_horizon_days=settings.booking_horizon_days)
+        report = await slots.generate_slots(db, entry["id"], default_horizon_days=horizon_days)
         lines.append(f"已生成 {entry['name']} {report.first} 至 {report.last} 的 {report.upserted} 个预约时段"
                      + (f"（{'、'.join(map(str, report.uncovered_years))} 年无节假日数据，未生成）"
                         if report.uncovered_years else ""))
-    lines.extend(await _seed_staff(db, settings))
     return lines
 
 

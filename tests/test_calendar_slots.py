@@ -13,14 +13,14 @@ from bot.keys import READINESS
 from bot.readiness import Readiness
 from scheduling import overrides, slots
 from scheduling.calendar import DayInfo, DayType, covered
-from scheduling.seed import CENTRE_ID, HOSPITAL_ID, seed_booking_demo
+from scheduling.seed import CENTRE_ID, HOSPITAL_ID, seed_booking_data
 from scheduling.slot_jobs import Coverage, publish, refresh_all
 
 MONDAY = date(2026, 11, 23)  # winter, an ordinary week (Saturday 28th, Sunday 29th)
 
 
 async def seeded(mongo_client, db, settings):
-    await seed_booking_demo(mongo_client, db, settings)
+    await seed_booking_data(db, 14)
 
 
 async def test_generation_stores_the_horizon(mongo_client, db, settings):
