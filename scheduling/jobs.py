@@ -34,9 +34,10 @@ class Job:
 
 
 def jobs() -> list[Job]:
-    from scheduling import slot_jobs
+    from scheduling import booking_jobs, slot_jobs
 
-    return [Job("calendar-slots", slot_jobs.REFRESH_EVERY, slot_jobs.refresh_slots, exclusive=True)]
+    return [Job("calendar-slots", slot_jobs.REFRESH_EVERY, slot_jobs.refresh_slots, exclusive=True),
+            *booking_jobs.booking_jobs()]
 
 
 async def run_job(app: web.Application, job: Job) -> None:
