@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from bot import wechat_cli
 from bot.config import Settings, SettingsError
 from bot.embedded import EmbeddedDatabaseError
 from bot.logs import configure_logging
@@ -59,7 +60,7 @@ def _register_faq(sub: argparse._SubParsersAction) -> None:
     register(sub)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_core, _register_faq]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_core, _register_faq, wechat_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,6 +119,8 @@ class Settings:
     wechat_api_base: str = _setting("http_url", "https://api.weixin.qq.com")
     max_active_bookings: int = _setting("positive_int", 5)
     waitlist_offer_minutes: int = _setting("positive_int", 30)
+    wechat_reply_timeout_ms: int = _setting("positive_int", 4000)
+    wechat_miniprogram_app_id: str | None = _setting("text")
     booking_horizon_days: int = _setting("positive_int", 14)  # days of slots kept generated ahead
     demo_staff_password: str | None = _setting("text")  # seed-demo: password of the demo staff accounts
 

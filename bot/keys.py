@@ -12,9 +12,11 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.readiness import Readiness
     from bot.wechat_api import WeChatClient
+    from handlers.wechat_dispatch import ChatDispatcher
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 MONGO: web.AppKey[AsyncMongoClient] = web.AppKey("mongo")
 DB: web.AppKey[AsyncDatabase] = web.AppKey("db")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 WECHAT: web.AppKey[WeChatClient] = web.AppKey("wechat")
+CHAT: web.AppKey[ChatDispatcher] = web.AppKey("chat")

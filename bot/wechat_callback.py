@@ -1,0 +1,168 @@
+"""The official-account callback protocol without HTTP: credentials, signature and clock checks,
+defensive XML parsing and AES safe mode. ``handlers/wechat.py`` serves it; the terminal simulator
+(``python -m bot chat``) uses the same functions to play the WeChat side.
+
+Development defaults: with no ``WECHAT_APP_ID`` configured (development, the embedded default)
+and no ``WECHAT_TOKEN``, the callback accepts messages signed with ``DEV_TOKEN``
+(``yibao-dev-token``); safe mode then uses ``DEV_AES_KEY`` and ``DEV_APP_ID`` unless
+``WECHAT_ENCODING_AES_KEY`` is set. With an AppID configured nothing is defaulted: a missing
+``WECHAT_TOKEN`` disables the callback (503) and a missing AES key refuses safe-mode requests.
+
+XML is parsed with defusedxml first (no DOCTYPE, no entities, no external references) and only
+then handed to wechatpy, which uses xmltodict/expat without those protections.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import struct
+import time
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from typing import Any
+
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeElementTree
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.messages import BaseMessage
+from wechatpy.utils import WeChatSigner, check_signature
+
+from bot.config import Settings
+
+DEV_TOKEN = "yibao-dev-token"
+DEV_APP_ID = "wxd0000000000000de"
+DEV_AES_KEY = "yibaoDevEncodingAESKey0123456789abcdefghijk"
+MAX_CLOCK_SKEW_SECONDS = 300
+MAX_BODY_BYTES = 64 * 1024
+
+_REQUIRED = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+_SCALARS = (*_REQUIRED, "MsgId", "Event", "EventKey", "Content", "Recognition")
+_DIGITS = re.compile(r"^\d{1,20}$")
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+class CallbackRejectedError(Exception):
+    """The request is refused with HTTP ``status``; ``reason`` is for logs, never shown to WeChat."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CallbackCredentials:
+    token: str | None  # None: the callback is not configured
+    aes_key: str | None  # None: safe mode is not available
+    app_id: str
+    development: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallbackCredentials:
+        development = not settings.wechat_configured
+        token = settings.wechat_token or (DEV_TOKEN if development else None)
+        aes_key = settings.wechat_encoding_aes_key or (DEV_AES_KEY if development else None)
+        return cls(token, aes_key, settings.wechat_app_id or DEV_APP_ID, development)
+
+    def crypto(self) -> WeChatCrypto:
+        if not (self.token and self.aes_key):
+            raise CallbackRejectedError(400, "safe mode requested but no EncodingAESKey configured")
+        return WeChatCrypto(self.token, self.aes_key, self.app_id)
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+def check_timestamp(timestamp: str | None, now: float | None = None) -> None:
+    if not timestamp or not _DIGITS.match(timestamp):
+        raise CallbackRejectedError(403, "missing or malformed timestamp")
+    if abs((now if now is not None else time.time()) - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
+        raise CallbackRejectedError(403, "timestamp outside the 5-minute window")
+
+
+def verify_signature(token: str, signature: str | None, timestamp: str, nonce: str | None) -> None:
+    if not signature or nonce is None:
+        raise CallbackRejectedError(403, "missing signature or nonce")
+    try:
+        check_signature(token, signature, timestamp, nonce)
+    except InvalidSignatureException:
+        raise CallbackRejectedError(403, "bad signature") from None
+
+
+def decode_body(body: bytes) -> str:
+    if not body.strip():
+        raise CallbackRejectedError(400, "empty body")
+    try:
+        return body.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise CallbackRejectedError(400, "body is not UTF-8") from None
+
+
+def parse_xml(text: str, required: tuple[str, ...] = _REQUIRED) -> dict[str, Any]:
+    """The top-level fields of a WeChat ``<xml>`` document; rejects DTDs, entities, malformed or
+    incomplete documents. Scalar fields must be text; nested ones (event lists) stay elements."""
+    try:
+        root = SafeElementTree.fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise CallbackRejectedError(400, "DOCTYPE, entity or external reference in XML") from None
+    except ElementTree.ParseError:
+        raise CallbackRejectedError(400, "malformed XML") from None
+    if root.tag != "xml":
+        raise CallbackRejectedError(400, "root element is not <xml>")
+    fields: dict[str, Any] = {}
+    for child in root:
+        if child.tag in fields:
+            raise CallbackRejectedError(400, f"repeated element {child.tag}")
+        fields[child.tag] = child if len(child) else (child.text or "")
+    for name in required:
+        if not isinstance(fields.get(name), str) or not fields[name].strip():
+            raise CallbackRejectedError(400, f"missing {name}")
+    for name in _SCALARS:
+        if name in fields and not isinstance(fields[name], str):
+            raise CallbackRejectedError(400, f"{name} must be text")
+    for name in ("CreateTime", "MsgId"):
+        if name in fields and not _DIGITS.match(fields[name].strip()):
+            raise CallbackRejectedError(400, f"{name} must be a number")
+    return fields
+
+
+def to_message(text: str) -> BaseMessage:
+    """wechatpy's message object for XML that ``parse_xml`` accepted."""
+    try:
+        return parse_message(_XML_DECLARATION.sub("", text))
+    except Exception:  # wechatpy/xmltodict raise many kinds on odd input; all mean bad input
+        raise CallbackRejectedError(400, "wechatpy could not parse the message") from None
+
+
+def decrypt(credentials: CallbackCredentials, envelope: dict[str, Any], msg_signature: str | None,
+            timestamp: str, nonce: str | None) -> str:
+    """The plaintext XML inside a safe-mode envelope, verified with ``msg_signature``."""
+    if not msg_signature or nonce is None:
+        raise CallbackRejectedError(403, "missing msg_signature or nonce")
+    encrypted = envelope.get("Encrypt")
+    if not isinstance(encrypted, str) or not encrypted.strip():
+        raise CallbackRejectedError(400, "missing Encrypt")
+    try:
+        return credentials.crypto().decrypt_message({"Encrypt": encrypted}, msg_signature, timestamp, nonce)
+    except InvalidSignatureException:
+        raise CallbackRejectedError(403, "bad msg_signature") from None
+    except CallbackRejectedError:
+        raise
+    except (ValueError, IndexError, TypeError, struct.error, binascii.Error, UnicodeDecodeError):
+        raise CallbackRejectedError(400, "cannot decrypt") from None
+    except Exception:  # InvalidAppIdException and friends: not meant for this account
+        raise CallbackRejectedError(400, "decrypted message is for another AppID") from None
+
+
+# --- the WeChat side (used by the simulator and tests) -------------------------------------------
+
+def sign(token: str, timestamp: str, nonce: str, *extra: str) -> str:
+    signer = WeChatSigner()
+    signer.add_data(token, timestamp, nonce, *extra)
+    return signer.signature
+
+
+def encrypt(credentials: CallbackCredentials, xml: str, nonce: str, timestamp: str) -> str:
+    return credentials.crypto().encrypt_message(xml, nonce, timestamp)

@@ -1,0 +1,169 @@
+"""The official-account callback ``/wechat/callback`` (服务器配置 URL).
+
+GET verifies ``signature`` and echoes ``echostr``. POST accepts plain, compatibility and safe (AES)
+mode: with ``encrypt_type=aes`` the envelope is verified with ``msg_signature`` (never
+``signature``), decrypted, and the reply encrypted; otherwise ``signature`` is checked.
+
+Refusals: 403 for a missing or bad signature and a timestamp more than 5 minutes off; 400 for
+empty, non-UTF-8 or malformed XML, XML with a DOCTYPE/entities, and undecryptable envelopes; 413
+above ``bot.wechat_callback.MAX_BODY_BYTES``; 408 for a body that does not arrive within 10 s;
+503 when no callback token is configured. Anything unexpected answers ``success`` (logged) —
+never a 500, which WeChat would retry and then show the user as "该公众号暂时无法提供服务".
+
+Development: without ``WECHAT_APP_ID`` and ``WECHAT_TOKEN`` the token is ``yibao-dev-token``
+(see ``bot.wechat_callback``), the one ``python -m bot chat`` uses by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+from wechatpy.replies import TextReply, TransferCustomerServiceReply
+
+from bot.keys import CHAT, SETTINGS
+from bot.wechat_callback import (
+    MAX_BODY_BYTES,
+    CallbackCredentials,
+    CallbackRejectedError,
+    check_timestamp,
+    decode_body,
+    decrypt,
+    encrypt,
+    parse_xml,
+    to_message,
+    verify_signature,
+)
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+BODY_TIMEOUT_SECONDS = 10.0
+
+
+def _refusal(rejected: CallbackRejectedError, request: web.Request) -> web.Response:
+    log.warning("wechat callback refused",
+                extra={"status": rejected.status, "reason": rejected.reason, "method": request.method})
+    return web.Response(status=rejected.status, text=rejected.reason)
+
+
+@routes.get("/wechat/callback")
+async def verify(request: web.Request) -> web.Response:
+    credentials = CallbackCredentials.from_settings(request.app[SETTINGS])
+    if credentials.token is None:
+        return web.Response(status=503, text="WECHAT_TOKEN not configured")
+    query = request.query
+    try:
+        check_timestamp(query.get("timestamp"))
+        verify_signature(credentials.token, query.get("signature"), query["timestamp"], query.get("nonce"))
+    except CallbackRejectedError as rejected:
+        return _refusal(rejected, request)
+    return web.Response(text=query.get("echostr", ""))
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise CallbackRejectedError(413, "body too large")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise CallbackRejectedError(413, "body too large")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise CallbackRejectedError(408, "body not received in time") from None
+    return b"".join(chunks)
+
+
+@routes.post("/wechat/callback")
+async def receive(request: web.Request) -> web.Response:
+    credentials = CallbackCredentials.from_settings(request.app[SETTINGS])
+    if credentials.token is None:
+        return web.Response(status=503, text="WECHAT_TOKEN not configured")
+    query = request.query
+    safe_mode = query.get("encrypt_type", "raw").lower() == "aes"
+    try:
+        timestamp = query.get("timestamp")
+        check_timestamp(timestamp)
+        assert timestamp is not None
+        nonce = query.get("nonce")
+        if not safe_mode:  # plain mode: the signature covers no body, check it before reading one
+            verify_signature(credentials.token, query.get("signature"), timestamp, nonce)
+        elif not query.get("msg_signature"):
+            raise CallbackRejectedError(403, "missing msg_signature")
+        text = decode_body(await _read_body(request))
+        if safe_mode:
+            envelope = parse_xml(text, required=("Encrypt",))
+            text = decrypt(credentials, envelope, query.get("msg_signature"), timestamp, nonce)
+        fields = parse_xml(text)
+        message = to_message(text)
+    except CallbackRejectedError as rejected:
+        return _refusal(rejected, request)
+    try:
+        reply = await request.app[CHAT].respond(fields, message)
+        return _render(reply, message, credentials if safe_mode else None, nonce or "", timestamp)
+    except Exception:
+        log.exception("wechat callback failed; answering success")
+        return web.Response(text="success")
+
+
+def _render(reply: dict[str, Any], message: Any, credentials: CallbackCredentials | None,
+            nonce: str, timestamp: str) -> web.Response:
+    if reply["type"] == "text":
+        rendered = TextReply(message=message, content=reply["content"]).render()
+    elif reply["type"] == "transfer":
+        rendered = TransferCustomerServiceReply(message=message).render()
+    else:
+        return web.Response(text="success")  # WeChat's "no reply"; plain even in safe mode
+    if credentials is not None:
+        rendered = encrypt(credentials, rendered, nonce, timestamp)
+    return web.Response(text=rendered, content_type="application/xml")
+
+OPENAPI = {
+    "paths": {
+        "/wechat/callback": {
+            "get": {
+                "summary": "微信服务器配置校验：校验 signature 后原样返回 echostr",
+                "tags": ["wechat"],
+                "parameters": [
+                    {"name": n, "in": "query", "required": True, "schema": {"type": "string"}}
+                    for n in ("signature", "timestamp", "nonce", "echostr")
+                ],
+                "responses": {
+                    "200": {"description": "echostr", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "403": {"description": "签名错误、缺少签名或时间戳偏差超过 5 分钟"},
+                    "503": {"description": "未配置 WECHAT_TOKEN"},
+                },
+            },
+            "post": {
+                "summary": "接收公众号消息与事件（明文、兼容、安全模式），被动回复",
+                "description": "安全模式（encrypt_type=aes）用 msg_signature 校验并解密，回复同样加密。"
+                "同一消息（MsgId，或事件的 FromUserName+CreateTime+Event）只处理一次，重试得到相同回复；"
+                "4 秒内未能回复时先回复 success，稍后以客服消息发送。",
+                "tags": ["wechat"],
+                "parameters": [
+                    *({"name": n, "in": "query", "required": n in ("timestamp", "nonce"),
+                       "schema": {"type": "string"}}
+                      for n in ("signature", "timestamp", "nonce", "openid", "encrypt_type", "msg_signature")),
+                ],
+                "requestBody": {"required": True,
+                                "content": {"application/xml": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "200": {"description": "被动回复 XML（安全模式下加密），或 success",
+                            "content": {"application/xml": {"schema": {"type": "string"}}}},
+                    "400": {"description": "XML 格式错误、含 DOCTYPE/实体、非 UTF-8、无法解密"},
+                    "403": {"description": "签名错误、缺少签名或时间戳偏差超过 5 分钟"},
+                    "408": {"description": "请求体未在 10 秒内收到"},
+                    "413": {"description": "请求体超过 64 KiB"},
+                    "503": {"description": "未配置 WECHAT_TOKEN"},
+                },
+            },
+        }
+    }
+}
