@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from bot.openapi import build_document
-from handlers import auth, bookings, catalogue, faq, health, patients, staff_auth, staff_bookings
+from handlers import auth, bookings, catalogue, faq, health, patients, staff_auth, staff_bookings, wechat, wechat_login
 
-MODULES = [health, auth, staff_auth, faq, catalogue, patients, bookings, staff_bookings]
+MODULES = [health, auth, staff_auth, faq, catalogue, wechat, wechat_login, patients, bookings, staff_bookings]
 
 
 def setup_routes(app: web.Application) -> None:
