@@ -51,6 +51,10 @@ async def refresh_all(db: AsyncDatabase, horizon_days: int, today: date | None =
                       extra={"institution_id": institution["_id"], "reason": str(exc)})
             coverage.invalid_rules.append(institution["_id"])
             continue
+        except TimeoutError:
+            # another instance keeps regenerating this institution; its run serves us too
+            log.warning("slot generation busy elsewhere, skipped", extra={"institution_id": institution["_id"]})
+            continue
         years.update(report.uncovered_years)
         coverage.slots += report.upserted
     coverage.uncovered_years = sorted(years)

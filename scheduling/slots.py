@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 COLLECTION = "slots"
 OPEN, WITHDRAWN = "open", "withdrawn"
 DEFAULT_HORIZON_DAYS = 14
-_LOCK_TTL = timedelta(seconds=60)
-_LOCK_WAIT = timedelta(seconds=30)
+_LOCK_TTL = timedelta(seconds=60)  # a run takes well under a second; a crashed holder's lease lapses after this
+_LOCK_WAIT = _LOCK_TTL + timedelta(seconds=15)  # long enough to take over from a crashed holder
 
 declare_indexes(
     COLLECTION,

@@ -169,3 +169,30 @@ async def test_readyz_reports_uncovered_years_inside_the_horizon(make_client, db
     if expected:
         metrics = await (await client.get("/metrics")).text()
         assert f'calendar_uncovered_year{{year="{expected[0]}"}} 1.0' in metrics
+
+
+async def test_takes_during_regeneration_are_never_lost(mongo_client, db, settings):
+    await seeded(mongo_client, db, settings)
+    await slots.generate_slots(db, CENTRE_ID, MONDAY)
+    slot_id = f"{CENTRE_ID}|2026-11-26|11:00"
+
+    async def take() -> bool:  # the booking code's atomic conditional take
+        return await db.slots.find_one_and_update(
+            {"_id": slot_id, "status": "open", "$expr": {"$lt": ["$booked", "$capacity"]}},
+            {"$inc": {"booked": 1}}) is not None
+
+    results = await asyncio.gather(*(take() for _ in range(6)),
+                                   *(slots.generate_slots(db, CENTRE_ID, MONDAY) for _ in range(3)))
+    taken = sum(1 for r in results[:6] if r)
+    assert taken == 4  # capacity 4
+    slot = await slots.get_slot(db, slot_id)
+    assert (slot["booked"], slot["capacity"]) == (4, 4)
+
+
+async def test_a_crashed_generator_lease_is_taken_over(mongo_client, db, settings):
+    await seeded(mongo_client, db, settings)
+    await db.leases.update_one({"_id": f"slots:{CENTRE_ID}"},
+                               {"$set": {"holder": "crashed", "expires_at": datetime(2026, 1, 1, tzinfo=UTC)}},
+                               upsert=True)
+    report = await slots.generate_slots(db, CENTRE_ID, MONDAY)
+    assert report.upserted == 192
