@@ -42,12 +42,15 @@ def startup_steps() -> list[tuple[str, StartupStep]]:
 
 def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupContext]:
     """Long-lived resources of the capabilities (HTTP clients, scheduler …), opened after the database."""
+    from bot.identity_key import identity_key_context
+    from bot.templates import templates_context
     from bot.wechat_api import wechat_context
     from handlers.wechat_dispatch import chat_context
     from knowledge.reload import reload_context as faq_reload_context
     from scheduling.jobs import scheduler_context
 
-    contexts: list[CleanupContext] = [wechat_context, chat_context, faq_reload_context]
+    contexts: list[CleanupContext] = [wechat_context, chat_context, faq_reload_context, templates_context,
+                                      identity_key_context]
     if scheduler:
         contexts.append(scheduler_context)
     return contexts

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from bot import wechat_cli
+from bot import wechat_cli, worker
 from bot.config import Settings, SettingsError
 from bot.embedded import EmbeddedDatabaseError
 from bot.logs import configure_logging
@@ -61,6 +61,7 @@ def _register_faq(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_core, _register_faq, wechat_cli.register]
+COMMANDS.append(worker.register)
 
 
 def build_parser() -> argparse.ArgumentParser:

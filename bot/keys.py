@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.readiness import Readiness
+    from bot.templates import TemplateBook
     from bot.wechat_api import WeChatClient
     from handlers.wechat_dispatch import ChatDispatcher
 
@@ -20,3 +21,5 @@ DB: web.AppKey[AsyncDatabase] = web.AppKey("db")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 WECHAT: web.AppKey[WeChatClient] = web.AppKey("wechat")
 CHAT: web.AppKey[ChatDispatcher] = web.AppKey("chat")
+TEMPLATES: web.AppKey[TemplateBook] = web.AppKey("templates")
+IDENTITY_KEY: web.AppKey[bytes | None] = web.AppKey("identity_key")

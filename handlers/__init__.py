@@ -9,9 +9,24 @@ from typing import Any
 from aiohttp import web
 
 from bot.openapi import build_document
-from handlers import auth, bookings, catalogue, faq, health, patients, staff_auth, staff_bookings, wechat, wechat_login
+from handlers import (
+    auth,
+    bookings,
+    catalogue,
+    faq,
+    health,
+    inbox,
+    patients,
+    settlement_webhook,
+    settlements,
+    staff_auth,
+    staff_bookings,
+    wechat,
+    wechat_login,
+)
 
-MODULES = [health, auth, staff_auth, faq, catalogue, wechat, wechat_login, patients, bookings, staff_bookings]
+MODULES = [health, auth, staff_auth, faq, catalogue, wechat, wechat_login, patients, bookings, staff_bookings,
+           settlement_webhook, settlements, inbox]
 
 
 def setup_routes(app: web.Application) -> None:

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import Counter, Histogram
 
 from bot import leases
 from bot.keys import DB, READINESS
@@ -23,6 +24,10 @@ from bot.keys import DB, READINESS
 log = logging.getLogger(__name__)
 
 INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+JOB_RUNS = Counter("job_runs_total", "Periodic job runs by result (ok, failed, skipped)", ["job", "result"])
+JOB_DURATION = Histogram("job_duration_seconds", "Duration of the periodic job runs that ran", ["job"],
+                         buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120))
 
 
 @dataclass(frozen=True)
@@ -34,22 +39,27 @@ class Job:
 
 
 def jobs() -> list[Job]:
-    from scheduling import booking_jobs, slot_jobs
+    from scheduling import booking_jobs, dispatch, slot_jobs
 
     return [Job("calendar-slots", slot_jobs.REFRESH_EVERY, slot_jobs.refresh_slots, exclusive=True),
-            *booking_jobs.booking_jobs()]
+            *booking_jobs.booking_jobs(), *dispatch.dispatch_jobs()]
 
 
 async def run_job(app: web.Application, job: Job) -> None:
     if not app[READINESS].ready:
+        JOB_RUNS.labels(job.name, "skipped").inc()
         return  # start-up has not finished; the next tick will run it
     db = app[DB]
     lease_name = f"job:{job.name}"
     if job.exclusive and not await leases.acquire(db, lease_name, INSTANCE_ID, job.every * 3 + timedelta(seconds=30)):
+        JOB_RUNS.labels(job.name, "skipped").inc()
         return
     try:
-        await job.run(app)
+        with JOB_DURATION.labels(job.name).time():
+            await job.run(app)
+        JOB_RUNS.labels(job.name, "ok").inc()
     except Exception:
+        JOB_RUNS.labels(job.name, "failed").inc()
         log.exception("job failed", extra={"job": job.name})
     finally:
         if job.exclusive:

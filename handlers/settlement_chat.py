@@ -1,0 +1,17 @@
+"""Chat rules of the settlement capability (registered in ``handlers.wechat_rules.CAPABILITY_MODULES``):
+the menu button 结算进度 (``MENU_SETTLEMENT``) answers with the latest settlements of the identities
+the user bound."""
+
+from __future__ import annotations
+
+from bot.settlements import menu_reply
+from handlers.wechat_replies import PAGES, miniprogram_link
+from handlers.wechat_router import ChatContext, Reply, on_click
+
+
+async def latest_settlements(ctx: ChatContext) -> Reply:
+    text = await menu_reply(ctx.db, ctx.openid)
+    return f"{text}\n{miniprogram_link(ctx.settings, PAGES['settlement'], '点此查看结算明细')}"
+
+
+CHAT_RULES = [on_click("MENU_SETTLEMENT", latest_settlements, name="latest settlements")]

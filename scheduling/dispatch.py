@@ -1,0 +1,361 @@
+"""The outbox dispatcher: delivers the notifications of ``bot.outbox`` by the best channel.
+
+Claiming. A notification is claimed by a conditional update from ``pending`` (and due) to
+``sending`` with ``lease_until``, ``claimed_by`` and a fresh ``claim_token``; only the instance
+whose update matched owns it. A ``sending`` notification whose lease ran out (its instance crashed
+or hung) is claimed the same way, so another instance finishes the work. Several instances may run
+the dispatcher at once. The claim is ``update_many({_id: {$in: candidates}, status, due_at/lease})``
+followed by a read by ``_id`` and token rather than one ``find_one_and_update`` per document: the
+same atomicity per document, a fraction of the round trips, and the embedded SecantusDB server
+executes findAndModify with a collection scan (its write re-asserts the query under ``$and``,
+which no index serves), which made claiming cost O(outbox size) per message. Filters list ``_id``
+first so that server looks documents up by ``_id``.
+
+Channels, in order, for each claimed notification (its inbox copy is written first, keyed by the
+notification id, so the inbox holds every notification whatever happens next):
+1. subscribe message, when the kind has a template id, the payload renders within WeChat's field
+   rules and ``bot.grants.take_grant`` wins a grant; a failed send gives the grant back unless
+   WeChat answered 43101 (there was no grant to give back);
+2. customer-service text, when the user wrote to us within 48 hours (``bot.users.in_service_window``);
+3. the in-app inbox (already written): the notification is marked sent with channel ``inbox``.
+A permanent WeChat error moves on to the next channel (the reasons are kept in ``last_error``). A
+transient one (time-out, -1, 45009, HTTP 5xx …) puts the notification back to ``pending`` with
+exponential backoff and jitter; after ``max_attempts`` it ends ``failed`` with the reason (its
+inbox copy stays). The WeChat client is called without its own retries: the schedule here is the
+retry policy, and it survives restarts.
+
+Exactly once, and the window left. WeChat's acceptance is written (``status: sent``, channel,
+``sent_at``) by the very next operation after the API call returns. A crash between the moment
+WeChat accepts a message and the moment that write is durable — the answer's trip back, parsing it
+and one database round trip, a few milliseconds per message in flight — leaves the notification
+``sending``; when its lease expires another instance sends it again, and the person gets it twice.
+A time-out is the same window seen from the other side: WeChat may have accepted a request whose
+answer we never saw, and the retry repeats it. WeChat's send APIs take no idempotency key, so this
+window can be narrowed but not closed; everything else (claims, retries, inbox copies, grant
+bookkeeping) is idempotent or conditional on the claim token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Gauge, Histogram
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from bot import grants, inbox, users
+from bot.config import Settings
+from bot.keys import DB, SETTINGS, TEMPLATES, WECHAT
+from bot.outbox import COLLECTION, FAILED, PENDING, SENDING, SENT
+from bot.templates import Rendered, TemplateBook
+from bot.wechat_api import NO_RETRY, NO_SUBSCRIPTION, WeChatClient, WeChatError
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE, CUSTOMER_SERVICE, INBOX = "subscribe", "customer_service", "inbox"
+
+OUTBOX_SENDS = Counter(
+    "outbox_sends_total", "Notification delivery attempts by channel and result "
+    "(sent, transient_error, permanent_error)", ["channel", "result"]
+)
+OUTBOX_FAILED = Counter("outbox_failed_total", "Notifications given up after the last retry")
+OUTBOX_CLAIMS = Counter("outbox_claims_total", "Notifications claimed, new or reclaimed after a lease expired",
+                        ["source"])
+OUTBOX_DELAY = Histogram(
+    "outbox_delivery_delay_seconds", "From due time to delivery, by channel", ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 7200),
+)
+OUTBOX_DEPTH = Gauge("outbox_depth", "Notifications due and not yet delivered, by status (pending, sending)",
+                     ["status"])
+OUTBOX_OLDEST = Gauge("outbox_oldest_pending_age_seconds", "How long the oldest due pending notification waits")
+
+INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    concurrency: int = 32
+    lease: timedelta = timedelta(seconds=60)
+    max_attempts: int = 8
+    retry_base: timedelta = timedelta(seconds=10)
+    retry_cap: timedelta = timedelta(hours=1)
+    scan_limit: int = 2000  # candidates read per scan
+    time_budget: timedelta = timedelta(seconds=30)  # one run stops claiming after this
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DispatchPolicy:
+        return cls(concurrency=settings.outbox_concurrency, lease=timedelta(seconds=settings.outbox_lease_seconds),
+                   max_attempts=settings.outbox_max_attempts,
+                   retry_base=timedelta(seconds=settings.outbox_retry_base_seconds))
+
+    @property
+    def claim_batch(self) -> int:
+        return max(1, self.concurrency // 4)
+
+
+def backoff(attempt: int, base: timedelta, cap: timedelta, rand: Callable[[], float] = random.random) -> timedelta:
+    """Delay before retry number ``attempt`` (1, 2, …): exponential, capped, half of it random."""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    return ceiling / 2 + ceiling / 2 * rand()
+
+
+@dataclass
+class DispatchStats:
+    claimed: int = 0
+    sent: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
+    failed: int = 0
+
+    def count(self, channel: str) -> None:
+        self.sent[channel] = self.sent.get(channel, 0) + 1
+
+
+class _TransientError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _describe(channel: str, exc: BaseException) -> str:
+    if isinstance(exc, WeChatError):
+        return f"{channel}: {exc.errcode} {exc.errmsg}".strip()
+    return f"{channel}: {type(exc).__name__}: {exc}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: AsyncDatabase,
+        wechat: WeChatClient | None,
+        templates: TemplateBook,
+        policy: DispatchPolicy = DispatchPolicy(),
+        *,
+        holder: str = INSTANCE_ID,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.collection = db[COLLECTION]
+        self.wechat = wechat if wechat is not None and wechat.configured else None
+        self.templates = templates
+        self.policy = policy
+        self.holder = holder
+        self.clock = clock
+
+    # --- the run ---------------------------------------------------------------------------------
+
+    async def run(self) -> DispatchStats:
+        """Deliver everything due now (until the time budget is spent); returns what happened."""
+        stats = DispatchStats()
+        slots = asyncio.Semaphore(self.policy.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        deadline = time.monotonic() + self.policy.time_budget.total_seconds()
+        try:
+            while time.monotonic() < deadline:
+                candidates = await self._candidates()
+                if not candidates:
+                    break
+                for start in range(0, len(candidates), self.policy.claim_batch):
+                    if time.monotonic() >= deadline:
+                        break
+                    chunk = candidates[start:start + self.policy.claim_batch]
+                    for _ in chunk:  # claim only what can start at once: a claimed item never waits
+                        await slots.acquire()
+                    claimed = await self._claim(chunk)
+                    for _ in range(len(chunk) - len(claimed)):
+                        slots.release()
+                    stats.claimed += len(claimed)
+                    for document, rendered in claimed:
+                        task = asyncio.create_task(self._deliver_in_slot(slots, document, rendered, stats))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        return stats
+
+    async def _deliver_in_slot(
+        self, slots: asyncio.Semaphore, document: dict[str, Any], rendered: Rendered, stats: DispatchStats
+    ) -> None:
+        try:
+            await self.deliver(document, rendered, stats)
+        except Exception:
+            # the lease runs out and another run retries it; nothing is lost
+            log.exception("notification delivery crashed", extra={"notification": str(document["_id"])})
+        finally:
+            slots.release()
+
+    async def _candidates(self) -> list[tuple[Any, str]]:
+        """Ids worth claiming, oldest first: ``(id, "due")`` and ``(id, "expired")`` (lease ran out)."""
+        now = self.clock()
+        expired = await self.collection.find(
+            {"status": SENDING, "lease_until": {"$lte": now}}, {"_id": 1}
+        ).limit(self.policy.scan_limit).to_list()
+        due = await self.collection.find(
+            {"status": PENDING, "due_at": {"$lte": now}}, {"_id": 1}
+        ).sort("due_at", ASCENDING).limit(self.policy.scan_limit).to_list()
+        return [(d["_id"], "expired") for d in expired] + [(d["_id"], "due") for d in due]
+
+    async def _claim(self, chunk: list[tuple[Any, str]]) -> list[tuple[dict[str, Any], Rendered]]:
+        now = self.clock()
+        token = uuid.uuid4().hex
+        claim = {"$set": {"status": SENDING, "lease_until": now + self.policy.lease, "claimed_by": self.holder,
+                          "claim_token": token, "claimed_at": now, "updated_at": now},
+                 "$inc": {"attempts": 1}}
+        due = [i for i, source in chunk if source == "due"]
+        expired = [i for i, source in chunk if source == "expired"]
+        if due:
+            result = await self.collection.update_many(
+                {"_id": {"$in": due}, "status": PENDING, "due_at": {"$lte": now}}, claim)
+            OUTBOX_CLAIMS.labels("new").inc(result.modified_count)
+        if expired:
+            result = await self.collection.update_many(
+                {"_id": {"$in": expired}, "status": SENDING, "lease_until": {"$lte": now}}, claim)
+            OUTBOX_CLAIMS.labels("reclaimed").inc(result.modified_count)
+        documents = await self.collection.find(
+            {"_id": {"$in": [i for i, _ in chunk]}, "claim_token": token}).to_list()
+        claimed = [(doc, self.templates.render(doc["kind"], doc.get("payload") or {})) for doc in documents]
+        await inbox.add_copies(self.db, [inbox.entry_for(doc, r.title, r.text, r.page) for doc, r in claimed])
+        return claimed
+
+    # --- one notification ------------------------------------------------------------------------
+
+    async def deliver(self, document: dict[str, Any], rendered: Rendered, stats: DispatchStats) -> None:
+        errors: list[str] = []
+        try:
+            if await self._try_subscribe(document, rendered, errors):
+                return await self._mark_sent(document, SUBSCRIBE, errors, stats)
+            if await self._try_customer_service(document, rendered, errors):
+                return await self._mark_sent(document, CUSTOMER_SERVICE, errors, stats)
+        except _TransientError as exc:
+            errors.append(exc.reason)
+            return await self._retry_later(document, errors, stats)
+        OUTBOX_SENDS.labels(INBOX, "sent").inc()
+        await self._mark_sent(document, INBOX, errors, stats)
+
+    async def _try_subscribe(self, document: dict[str, Any], rendered: Rendered, errors: list[str]) -> bool:
+        template_id = rendered.template_id
+        if self.wechat is None or template_id is None or rendered.data is None:
+            return False
+        openid = document["openid"]
+        if not await grants.take_grant(self.db, openid, template_id):
+            return False
+        try:
+            await self.wechat.send_subscribe_message(openid, template_id, rendered.data, rendered.page,
+                                                     retry=NO_RETRY)
+        except Exception as exc:
+            transient = not isinstance(exc, WeChatError) or exc.transient
+            if not (isinstance(exc, WeChatError) and exc.errcode == NO_SUBSCRIPTION):
+                await grants.return_grant(self.db, openid, template_id)
+            self._count_failure(SUBSCRIBE, exc, transient)
+            if transient:
+                raise _TransientError(_describe(SUBSCRIBE, exc)) from None
+            errors.append(_describe(SUBSCRIBE, exc))
+            return False
+        return True
+
+    async def _try_customer_service(self, document: dict[str, Any], rendered: Rendered, errors: list[str]) -> bool:
+        if self.wechat is None or not await users.in_service_window(self.db, document["openid"], self.clock()):
+            return False
+        try:
+            await self.wechat.send_custom_text(document["openid"], rendered.text, retry=NO_RETRY)
+        except Exception as exc:
+            transient = not isinstance(exc, WeChatError) or exc.transient
+            self._count_failure(CUSTOMER_SERVICE, exc, transient)
+            if transient:
+                raise _TransientError(_describe(CUSTOMER_SERVICE, exc)) from None
+            errors.append(_describe(CUSTOMER_SERVICE, exc))
+            return False
+        return True
+
+    @staticmethod
+    def _count_failure(channel: str, exc: BaseException, transient: bool) -> None:
+        OUTBOX_SENDS.labels(channel, "transient_error" if transient else "permanent_error").inc()
+        if not isinstance(exc, WeChatError):
+            log.warning("unexpected error while sending", exc_info=exc, extra={"channel": channel})
+
+    async def _mark_sent(self, document: dict[str, Any], channel: str, errors: list[str], stats: DispatchStats) -> None:
+        now = self.clock()
+        # Not conditional on the claim token: WeChat has accepted, so this must be recorded even if
+        # our lease ran out meanwhile. ``_id`` first (see the module docstring).
+        result = await self.collection.update_one(
+            {"_id": document["_id"], "status": SENDING},
+            {"$set": {"status": SENT, "channel": channel, "sent_at": now, "updated_at": now,
+                      "last_error": "; ".join(errors) or None},
+             "$unset": {"lease_until": ""}},
+        )
+        if channel != INBOX:
+            OUTBOX_SENDS.labels(channel, "sent").inc()
+        if result.modified_count != 1:
+            log.warning("notification was no longer ours when recorded as sent",
+                        extra={"notification": str(document["_id"]), "channel": channel})
+        OUTBOX_DELAY.labels(channel).observe(max((now - document["due_at"]).total_seconds(), 0.0))
+        stats.count(channel)
+
+    async def _retry_later(self, document: dict[str, Any], errors: list[str], stats: DispatchStats) -> None:
+        now = self.clock()
+        attempts = document.get("attempts", 1)
+        reason = "; ".join(errors)
+        if attempts >= self.policy.max_attempts:
+            update = {"$set": {"status": FAILED, "failed_at": now, "updated_at": now, "last_error": reason},
+                      "$unset": {"lease_until": ""}}
+            stats.failed += 1
+            OUTBOX_FAILED.inc()
+            log.warning("notification failed after its last attempt",
+                        extra={"notification": str(document["_id"]), "attempts": attempts, "reason": reason})
+        else:
+            delay = backoff(attempts, self.policy.retry_base, self.policy.retry_cap)
+            update = {"$set": {"status": PENDING, "due_at": now + delay, "updated_at": now, "last_error": reason},
+                      "$unset": {"lease_until": ""}}
+            stats.retried += 1
+        await self.collection.update_one(
+            {"_id": document["_id"], "status": SENDING, "claim_token": document["claim_token"]}, update)
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+def dispatcher_for(app: web.Application) -> Dispatcher | None:
+    templates = app.get(TEMPLATES)  # absent when the template file failed validation (readiness says why)
+    if templates is None:
+        return None
+    return Dispatcher(app[DB], app.get(WECHAT), templates, DispatchPolicy.from_settings(app[SETTINGS]))
+
+
+async def dispatch_job(app: web.Application) -> None:
+    dispatcher = dispatcher_for(app)
+    if dispatcher is None:
+        return
+    stats = await dispatcher.run()
+    if stats.claimed:
+        log.info("outbox dispatched", extra={"claimed": stats.claimed, "sent": stats.sent,
+                                             "retried": stats.retried, "failed": stats.failed})
+
+
+async def outbox_stats_job(app: web.Application) -> None:
+    """Refresh the outbox gauges (depth by status, age of the oldest due pending notification)."""
+    collection = app[DB][COLLECTION]
+    now = datetime.now(UTC)
+    OUTBOX_DEPTH.labels(PENDING).set(await collection.count_documents({"status": PENDING, "due_at": {"$lte": now}}))
+    OUTBOX_DEPTH.labels(SENDING).set(await collection.count_documents({"status": SENDING}))
+    oldest = await collection.find({"status": PENDING, "due_at": {"$lte": now}}, {"due_at": 1}).sort(
+        "due_at", ASCENDING).limit(1).to_list()
+    OUTBOX_OLDEST.set((now - oldest[0]["due_at"]).total_seconds() if oldest else 0.0)
+
+
+def dispatch_jobs() -> list[Any]:
+    """Not exclusive: claims make concurrent dispatchers in several instances safe."""
+    from scheduling.jobs import Job
+
+    return [Job("outbox-dispatch", timedelta(seconds=2), dispatch_job),
+            Job("outbox-stats", timedelta(seconds=15), outbox_stats_job)]
