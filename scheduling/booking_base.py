@@ -4,6 +4,9 @@ the family's notifications."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +42,9 @@ declare_indexes(AUDIT, IndexModel([("entity", ASCENDING), ("entity_id", ASCENDIN
 class Policy:
     max_active_bookings: int = 5
     waitlist_offer_minutes: int = 30
+    # Queue this instance's own bookings of one slot instead of letting their transactions collide
+    # (see ``SlotQueue``); the database enforces capacity either way.
+    queue_per_slot: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -77,6 +83,41 @@ class Actor:
 
     def record(self) -> dict[str, str]:
         return {"kind": self.kind, "id": self.id, "role": self.role}
+
+
+class SlotQueue:
+    """One asyncio lock per slot id, for the bookings of this process only, dropped when idle.
+
+    Transactions that take a seat of the same slot write the same document; under optimistic
+    concurrency all but one fail with a write conflict and retry after a growing back-off, so a
+    popular slot would spend its time sleeping. Queuing this instance's requests per slot turns
+    that into one transaction after another. It is an optimisation only: other instances still
+    collide, and the conditional update in the transaction is what enforces capacity.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def turn(self, slot_id: str, enabled: bool = True) -> AsyncIterator[None]:
+        if not enabled:
+            yield
+            return
+        lock, users = self._locks.get(slot_id, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[slot_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[slot_id]
+            if users == 1:
+                del self._locks[slot_id]
+            else:
+                self._locks[slot_id] = (lock, users - 1)
+
+
+SLOT_QUEUE = SlotQueue()
 
 
 def local(moment: datetime) -> datetime:
@@ -148,3 +189,45 @@ async def load_bookable(
 def offer_until(slot: dict[str, Any]) -> datetime:
     """The last moment a waitlist offer on this slot may run (nursing requests need review time)."""
     return slot["start"] - (REVIEW_LEAD if slot.get("kind") == t.NURSING else timedelta(0))
+
+
+# Some MongoDB wire-protocol servers (the embedded SecantusDB among them) scan the whole collection
+# for findAndModify and for filters with $expr or $or, while a plain update by _id uses the index.
+# So the hot paths read the document, then update it with the condition spelled out on stored
+# values: still one atomic, database-enforced conditional write, never check-then-insert.
+
+async def take(db: AsyncDatabase, session: AsyncClientSession, slot_id: str, counter: str = "booked",
+               seen: dict[str, Any] | None = None) -> bool:
+    """Atomically add one to the slot's ``counter`` while it is below the slot's capacity: the
+    update matches only if capacity is what we read and the counter is still below it. ``seen``
+    (the slot as read a moment ago) saves the first read; a stale one only costs a retry."""
+    for attempt in range(5):
+        slot = seen if attempt == 0 and seen is not None else await db[SLOTS].find_one(
+            {"_id": slot_id}, {"capacity": 1, "status": 1, counter: 1}, session=session)
+        if slot is None or slot.get("status") != "open":
+            return False
+        capacity, used = int(slot.get("capacity") or 0), slot.get(counter)
+        if (used or 0) >= capacity:
+            if attempt == 0 and seen is not None:
+                continue  # the earlier read may be stale: decide on a fresh one
+            return False
+        condition = {"$lt": capacity} if used is not None else {"$exists": False}
+        result = await db[SLOTS].update_one(
+            {"_id": slot_id, "status": "open", "capacity": capacity, counter: condition},
+            {"$inc": {counter: 1}}, session=session)
+        if result.modified_count == 1:
+            return True
+        # capacity or status changed between the read and the write: look again
+    return False
+
+
+async def update_and_get(
+    db: AsyncDatabase, collection: str, condition: dict[str, Any], update: dict[str, Any],
+    session: AsyncClientSession | None = None,
+) -> dict[str, Any] | None:
+    """A conditional update of one document by ``_id``; the document after it, or None if the
+    condition did not match (inside a transaction the read sees the transaction's own write)."""
+    result = await db[collection].update_one(condition, update, session=session)
+    if result.matched_count != 1:
+        return None
+    return await db[collection].find_one({"_id": condition["_id"]}, session=session)

@@ -42,6 +42,7 @@ from scheduling.booking_base import (
     NURSES,
     REVIEW_LEAD,
     SLOT_FULL,
+    SLOT_QUEUE,
     SLOTS,
     Actor,
     Policy,
@@ -51,6 +52,8 @@ from scheduling.booking_base import (
     local,
     local_text,
     notification_payload,
+    take,
+    update_and_get,
 )
 
 log = logging.getLogger(__name__)
@@ -127,14 +130,18 @@ async def create_booking(
     except ApiError as exc:
         BOOKINGS_REFUSED.labels(exc.code).inc()
         raise
-    await db[QUOTAS].update_one({"_id": openid}, {"$setOnInsert": {"active": 0}}, upsert=True)
+    if not request.waitlist_id and slot["booked"] >= slot["capacity"]:
+        # An early answer only; the seat is still taken by the conditional update in the transaction.
+        BOOKINGS_REFUSED.labels(SLOT_FULL.code).inc()
+        raise SLOT_FULL
 
     async def work(session: AsyncClientSession) -> None:
-        await _insert_new(db, session, booking, request.waitlist_id, policy, now)
+        await _insert_new(db, session, booking, slot, request.waitlist_id, policy, now)
 
     for attempt in range(50):
         try:
-            await in_transaction(db.client, work)
+            async with SLOT_QUEUE.turn(booking["slot_id"], policy.queue_per_slot and not request.waitlist_id):
+                await in_transaction(db.client, work)
         except _KeyTakenError:
             # The winner may not have committed yet (or may have failed): look, wait a little, retry.
             first = await _first_with_key(db, openid, request)
@@ -234,8 +241,8 @@ def _review_deadline(institution: dict[str, Any], start: datetime, now: datetime
 
 
 async def _insert_new(
-    db: AsyncDatabase, session: AsyncClientSession, booking: dict[str, Any], waitlist_id: str | None,
-    policy: Policy, now: datetime,
+    db: AsyncDatabase, session: AsyncClientSession, booking: dict[str, Any], slot: dict[str, Any],
+    waitlist_id: str | None, policy: Policy, now: datetime,
 ) -> None:
     try:
         await db[BOOKINGS].insert_one(booking, session=session)
@@ -244,29 +251,24 @@ async def _insert_new(
     if waitlist_id:
         await waitlist.claim_offer(db, session, waitlist_id, booking["openid"], booking["slot_id"],
                                    booking["_id"], now)
-    elif not await _take_seat(db, session, booking["slot_id"]):
-        raise SLOT_FULL
-    quota = await db[QUOTAS].update_one(
-        {"_id": booking["openid"], "active": {"$lt": policy.max_active_bookings}},
-        {"$inc": {"active": 1}}, session=session,
-    )
-    if quota.matched_count != 1:
+    try:
+        # The family's counter: matches below the limit, creates it at the first booking; a family
+        # at the limit makes the upsert collide with its own counter document.
+        await db[QUOTAS].update_one({"_id": booking["openid"], "active": {"$lt": policy.max_active_bookings}},
+                                    {"$inc": {"active": 1}}, upsert=True, session=session)
+    except DuplicateKeyError:
         raise ApiError(409, "too_many_active_bookings",
                        f"您已有 {policy.max_active_bookings} 个未完成的预约，请先完成或取消后再预约",
-                       limit=policy.max_active_bookings)
+                       limit=policy.max_active_bookings) from None
     await _schedule_reminders(db, session, booking)
     await audit(db, session, entity="booking", entity_id=booking["_id"], actor=Actor.resident(booking["openid"]),
                 action="create", source=None, target=booking["status"], at=now,
                 details={"slot_id": booking["slot_id"], "service_id": booking["service_id"],
                          "waitlist_id": waitlist_id})
-
-
-async def _take_seat(db: AsyncDatabase, session: AsyncClientSession, slot_id: str) -> bool:
-    taken = await db[SLOTS].find_one_and_update(
-        {"_id": slot_id, "status": "open", "$expr": {"$lt": ["$booked", "$capacity"]}},
-        {"$inc": {"booked": 1}}, session=session, projection={"_id": 1},
-    )
-    return taken is not None
+    # The seat is taken last: concurrent bookings of one slot conflict on the slot document, and
+    # the shorter the time from that write to the commit, the fewer of them have to retry.
+    if not waitlist_id and not await take(db, session, booking["slot_id"], seen=slot):
+        raise SLOT_FULL
 
 
 # ---------------------------------------------------------------- reminders
@@ -359,10 +361,9 @@ async def transition(
         if rule.reminders == t.SCHEDULE:
             changes["reminder_keys"] = reminder_keys(booking, now)
         # The conditional status update comes first: every effect below happens only if it matched.
-        updated = await db[BOOKINGS].find_one_and_update(
-            {"_id": booking_id, "status": booking["status"], "version": booking["version"]},
-            {"$set": changes, "$inc": {"version": 1}}, session=session, return_document=True,
-        )
+        updated = await update_and_get(
+            db, BOOKINGS, {"_id": booking_id, "status": booking["status"], "version": booking["version"]},
+            {"$set": changes, "$inc": {"version": 1}}, session)
         if updated is None:
             raise CHANGED_MEANWHILE
         if nurse is not None:
@@ -450,11 +451,7 @@ async def _reserve_nurse(
 async def _confirm_seat(db: AsyncDatabase, session: AsyncClientSession, slot_id: str) -> None:
     """Confirmation re-checks capacity: confirmed visits of a slot never exceed its current capacity
     (staff may have reduced it after the requests came in)."""
-    confirmed = await db[SLOTS].find_one_and_update(
-        {"_id": slot_id, "$expr": {"$lt": [{"$ifNull": ["$confirmed", 0]}, "$capacity"]}},
-        {"$inc": {"confirmed": 1}}, session=session, projection={"_id": 1},
-    )
-    if confirmed is None:
+    if not await take(db, session, slot_id, counter="confirmed"):
         raise ApiError(409, "slot_over_capacity", "该时段的上门服务名额已减少且已满，请与家属协商改约或拒绝")
 
 
@@ -487,25 +484,25 @@ async def reschedule(
             t.check_reschedule(booking["kind"], booking["status"], _situation(booking, actor, now))
         except t.TransitionError as exc:
             raise api_error(exc) from None
-        updated = await db[BOOKINGS].find_one_and_update(
-            {"_id": booking_id, "status": booking["status"], "version": booking["version"]},
-            {"$set": moved, "$inc": {"version": 1}}, session=session, return_document=True,
-        )
+        updated = await update_and_get(
+            db, BOOKINGS, {"_id": booking_id, "status": booking["status"], "version": booking["version"]},
+            {"$set": moved, "$inc": {"version": 1}}, session)
         if updated is None:
             raise CHANGED_MEANWHILE
-        if not await _take_seat(db, session, slot["_id"]):
+        if not await take(db, session, slot["_id"]):
             raise SLOT_FULL
         await waitlist.release_seat(db, session, booking["slot_id"], policy, now)
         if updated["status"] in _REMINDED:
             keys = await _move_reminders(db, session, updated, now)
-            updated = await db[BOOKINGS].find_one_and_update(
-                {"_id": booking_id}, {"$set": {"reminder_keys": keys}}, session=session, return_document=True)
+            await db[BOOKINGS].update_one({"_id": booking_id}, {"$set": {"reminder_keys": keys}}, session=session)
+            updated["reminder_keys"] = keys
         await audit(db, session, entity="booking", entity_id=booking_id, actor=actor, action="reschedule",
                     source=booking["status"], target=booking["status"], at=now,
                     details={"from_slot": booking["slot_id"], "to_slot": slot["_id"]})
         return updated
 
-    return await in_transaction(db.client, work)
+    async with SLOT_QUEUE.turn(slot["_id"], policy.queue_per_slot):
+        return await in_transaction(db.client, work)
 
 
 # ---------------------------------------------------------------- reading

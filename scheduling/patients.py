@@ -167,11 +167,9 @@ async def get(db: AsyncDatabase, openid: str, patient_id: str) -> dict[str, Any]
 
 
 async def update(db: AsyncDatabase, openid: str, patient_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-    document = await db[COLLECTION].find_one_and_update(
-        {"_id": patient_id, "openid": openid},
-        {"$set": {**fields, "updated_at": datetime.now(UTC)}},
-        return_document=True,
-    )
+    result = await db[COLLECTION].update_one({"_id": patient_id, "openid": openid},
+                                             {"$set": {**fields, "updated_at": datetime.now(UTC)}})
+    document = await db[COLLECTION].find_one({"_id": patient_id, "openid": openid}) if result.matched_count else None
     if document is None:
         raise PATIENT_NOT_FOUND
     return document

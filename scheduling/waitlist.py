@@ -35,6 +35,8 @@ from scheduling.booking_base import (
     local,
     local_text,
     offer_until,
+    take,
+    update_and_get,
 )
 
 log = logging.getLogger(__name__)
@@ -98,12 +100,11 @@ async def position(db: AsyncDatabase, entry: dict[str, Any]) -> int | None:
     """1 for the next family in line; None unless waiting."""
     if entry["status"] != WAITING:
         return None
-    ahead = await db[COLLECTION].count_documents({
-        "slot_id": entry["slot_id"], "status": WAITING,
-        "$or": [{"created_at": {"$lt": entry["created_at"]}},
-                {"created_at": entry["created_at"], "_id": {"$lt": entry["_id"]}}],
-    })
-    return ahead + 1
+    line = {"slot_id": entry["slot_id"], "status": WAITING}
+    earlier = await db[COLLECTION].count_documents({**line, "created_at": {"$lt": entry["created_at"]}})
+    same_moment = await db[COLLECTION].count_documents({**line, "created_at": entry["created_at"],
+                                                        "_id": {"$lt": entry["_id"]}})
+    return earlier + same_moment + 1
 
 
 async def leave(db: AsyncDatabase, openid: str, entry_id: str, policy: Policy, now: datetime | None = None
@@ -112,13 +113,13 @@ async def leave(db: AsyncDatabase, openid: str, entry_id: str, policy: Policy, n
     now = now or datetime.now(UTC)
 
     async def work(session: AsyncClientSession) -> dict[str, Any]:
-        entry = await db[COLLECTION].find_one_and_update(
-            {"_id": entry_id, "openid": openid, "status": {"$in": list(ACTIVE)}},
-            {"$set": {"status": CANCELLED, "updated_at": now}, "$unset": {"active_key": ""}},
-            session=session,
-        )
+        entry = await db[COLLECTION].find_one({"_id": entry_id, "openid": openid}, session=session)
         if entry is None:
-            await get(db, openid, entry_id)  # 404 when it is not the family's
+            raise ENTRY_NOT_FOUND  # another family's entry is indistinguishable from none
+        left = entry["status"] in ACTIVE and await update_and_get(
+            db, COLLECTION, {"_id": entry_id, "status": entry["status"]},
+            {"$set": {"status": CANCELLED, "updated_at": now}, "$unset": {"active_key": ""}}, session)
+        if not left:
             raise ApiError(409, "waitlist_not_active", "该候补记录已结束")
         if entry["status"] == OFFERED:
             await release_seat(db, session, entry["slot_id"], policy, now)
@@ -134,11 +135,11 @@ async def claim_offer(
     now: datetime,
 ) -> dict[str, Any]:
     """Inside the booking's transaction: turn the family's live offer into the booking's seat."""
-    entry = await db[COLLECTION].find_one_and_update(
+    entry = await update_and_get(
+        db, COLLECTION,
         {"_id": entry_id, "openid": openid, "slot_id": slot_id, "status": OFFERED, "offer_expires_at": {"$gt": now}},
         {"$set": {"status": ACCEPTED, "booking_id": booking_id, "updated_at": now}, "$unset": {"active_key": ""}},
-        session=session,
-    )
+        session)
     if entry is None:
         raise OFFER_GONE
     return entry
@@ -171,17 +172,12 @@ async def offer_next(
                                           sort=[("created_at", ASCENDING), ("_id", ASCENDING)], session=session)
     if entry is None:
         return None
-    held = await db[SLOTS].find_one_and_update(
-        {"_id": slot_id, "status": "open", "$expr": {"$lt": ["$booked", "$capacity"]}},
-        {"$inc": {"booked": 1}}, session=session,
-    )
-    if held is None:
+    if not await take(db, session, slot_id):
         return None  # no room (capacity was reduced below the bookings)
-    offered = await db[COLLECTION].find_one_and_update(
-        {"_id": entry["_id"], "status": WAITING},
+    offered = await update_and_get(
+        db, COLLECTION, {"_id": entry["_id"], "status": WAITING},
         {"$set": {"status": OFFERED, "offered_at": now, "offer_expires_at": expires_at, "updated_at": now}},
-        session=session, return_document=True,
-    )
+        session)
     if offered is None:  # changed after our snapshot: a write conflict makes the transaction retry
         raise RuntimeError("waitlist entry changed during the offer")
     await outbox.enqueue(
@@ -203,10 +199,9 @@ async def expire_offers(db: AsyncDatabase, policy: Policy, now: datetime | None 
     due = db[COLLECTION].find({"status": OFFERED, "offer_expires_at": {"$lte": now}}, {"_id": 1}).limit(500)
     async for entry in due:
         async def work(session: AsyncClientSession, entry_id: str = entry["_id"]) -> bool:
-            entry = await db[COLLECTION].find_one_and_update(
-                {"_id": entry_id, "status": OFFERED, "offer_expires_at": {"$lte": now}},
-                {"$set": {"status": LAPSED, "updated_at": now}, "$unset": {"active_key": ""}}, session=session,
-            )
+            entry = await update_and_get(
+                db, COLLECTION, {"_id": entry_id, "status": OFFERED, "offer_expires_at": {"$lte": now}},
+                {"$set": {"status": LAPSED, "updated_at": now}, "$unset": {"active_key": ""}}, session)
             if entry is None:
                 return False  # accepted or left meanwhile
             await audit(db, session, entity="waitlist", entity_id=entry_id, actor=Actor.system("waitlist"),
