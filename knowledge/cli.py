@@ -30,6 +30,13 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace, settings: Settings) -> int:
+    import knowledge
+
+    _print(knowledge.current_engine().explain(" ".join(args.question)))
+    return 0
+
+
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from knowledge.corpus import EVAL_HALVES, load_eval
     from knowledge.engine import Engine
@@ -74,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask = commands.add_parser("ask", help="回答一个问题（不带参数时从标准输入逐行读取，每行输出一个 JSON）")
     ask.add_argument("question", nargs="*", help="问题")
     ask.set_defaults(func=_ask)
+    explain = commands.add_parser("explain", help="显示一个问题的分词、改写、得分与拒答依据（调试语料用）")
+    explain.add_argument("question", nargs="+", help="问题")
+    explain.set_defaults(func=_explain)
     evaluation = commands.add_parser("eval", help="在评测集（dev 与 test）上计算准确率等指标")
     evaluation.add_argument("--half", choices=["all", "dev", "test"], default="all")
     evaluation.add_argument("--failures", action="store_true", help="列出答错或未拒答的问题")

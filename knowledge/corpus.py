@@ -1,5 +1,6 @@
 """The FAQ corpus on disk: entries (``data/faq/*.yaml``), the jieba user dictionary (``data/userdict.txt``),
-the synonym table (``data/synonyms.yaml``) and the labelled evaluation halves (``eval/dev.yaml``,
+the synonym table (``data/synonyms.yaml``), the out-of-scope phrasings (``data/out_of_scope.yaml``) and
+the labelled evaluation halves (``eval/dev.yaml``,
 ``eval/test.yaml``).
 
 ``load_corpus`` is strict about what the engine cannot work without (ids, questions, answers, unique ids,
@@ -51,11 +52,20 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class OutOfScope:
+    """A kind of question the service does not answer, with example phrasings."""
+
+    topic: str
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Corpus:
     entries: tuple[Entry, ...]
     synonyms: Synonyms
     userdict: tuple[tuple[str, int | None], ...]
     fingerprint: str
+    out_of_scope: tuple[OutOfScope, ...] = ()
     by_id: dict[str, Entry] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,7 +91,7 @@ def faq_files(data_dir: Path) -> list[Path]:
 
 
 def _support_files(data_dir: Path) -> list[Path]:
-    return [data_dir / "userdict.txt", data_dir / "synonyms.yaml"]
+    return [data_dir / "userdict.txt", data_dir / "synonyms.yaml", data_dir / "out_of_scope.yaml"]
 
 
 def fingerprint(data_dir: Path = DATA_DIR) -> str:
@@ -173,6 +183,16 @@ def load_userdict(data_dir: Path = DATA_DIR) -> tuple[tuple[str, int | None], ..
         raise CorpusError(f"userdict.txt：无法读取（{exc}）") from None
 
 
+def load_out_of_scope(data_dir: Path = DATA_DIR) -> tuple[OutOfScope, ...]:
+    path = data_dir / "out_of_scope.yaml"
+    data = _yaml(path) if path.exists() else None
+    if data is None:
+        return ()
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise CorpusError("out_of_scope.yaml：应为 {topic, examples} 的列表")
+    return tuple(OutOfScope(_text(item.get("topic")), _texts(item.get("examples"))) for item in data)
+
+
 def load_corpus(data_dir: Path = DATA_DIR) -> Corpus:
     stamp = fingerprint(data_dir)  # taken first: a change made while reading triggers another reload
     entries = [to_entry(file, position, item) for file, position, item in read_raw_entries(data_dir)]
@@ -184,7 +204,7 @@ def load_corpus(data_dir: Path = DATA_DIR) -> Corpus:
     if not entries:
         raise CorpusError(f"{data_dir}：没有任何 FAQ 条目")
     return Corpus(entries=tuple(entries), synonyms=load_synonyms(data_dir), userdict=load_userdict(data_dir),
-                  fingerprint=stamp)
+                  fingerprint=stamp, out_of_scope=load_out_of_scope(data_dir))
 
 
 def load_eval(half: str, eval_dir: Path = EVAL_DIR) -> list[EvalItem]:

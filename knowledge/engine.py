@@ -17,13 +17,14 @@ new one and swaps a single reference.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from knowledge import segment
 from knowledge.corpus import DATA_DIR, Corpus, Entry, load_corpus
-from knowledge.index import FaqIndex, IndexParams
+from knowledge.index import Documents, FaqIndex, IndexParams, SearchResult, empty_documents
 from knowledge.normalise import clean, strip_politeness
 from knowledge.typos import PinyinCorrector
 
@@ -46,9 +47,11 @@ REASON_MESSAGES = {
 @dataclass(frozen=True)
 class Params:
     index: IndexParams = field(default_factory=IndexParams)
-    answer_threshold: float = 0.5
-    suggest_threshold: float = 0.25
-    margin: float = 0.05
+    answer_threshold: float = 0.45
+    suggest_threshold: float = 0.3
+    margin: float = 0.1
+    # Decline when an out-of-scope phrasing scores higher than the best FAQ phrasing minus this.
+    out_of_scope_margin: float = 0.1
 
 
 DEFAULT_PARAMS = Params()
@@ -84,8 +87,19 @@ def declined(reason: str | None = None, score: float = 0.0) -> Answer:
 class Analysis:
     text: str  # normalised and rewritten to canonical synonyms (and typo-corrected for queries)
     words: list[str]
-    bigrams: list[str]
+    chars: list[str]
     corrected: bool = False
+    content_tokens: int = 0  # tokens that are not stop words
+
+    content_chars: int = 0
+
+    @property
+    def bare_topic(self) -> bool:
+        return self.content_tokens <= 1
+
+    @property
+    def one_character(self) -> bool:
+        return self.content_chars <= 1
 
 
 @dataclass(frozen=True)
@@ -94,9 +108,36 @@ class Ranked:
     score: float
 
 
-def decide(best: float, runner_up: float, params: Params) -> str:
-    """The two-threshold decision from the best and second-best entry scores."""
-    if best >= params.answer_threshold and best - runner_up >= params.margin:
+@dataclass(frozen=True)
+class Lookup:
+    ranked: list[Ranked]
+    result: SearchResult
+    analysis: Analysis
+
+    @property
+    def runner_up(self) -> float:
+        return self.ranked[1].score if len(self.ranked) > 1 else 0.0
+
+    @property
+    def out_of_scope_lead(self) -> float:
+        """How much better the best out-of-scope phrasing matched than the strongest FAQ evidence (the best
+        phrasing, or the best entry's fused score); minus infinity when none matched at all."""
+        if self.result.out_of_scope <= 0:
+            return -math.inf
+        best = max(self.result.best_phrasing, self.ranked[0].score if self.ranked else 0.0)
+        return self.result.out_of_scope - best
+
+
+def decide(best: float, runner_up: float, params: Params, out_of_scope_lead: float = -math.inf,
+           bare_topic: bool = False, one_character: bool = False) -> str:
+    """The two-threshold decision from the best and second-best entry scores. ``out_of_scope_lead``: how
+    much better the best out-of-scope phrasing matched than the best FAQ evidence. ``bare_topic``: the
+    question is a single word ("共济"), a subject rather than a question, so when another entry is also
+    a plausible reading the resident chooses. ``one_character``: too little to answer on ("卡")."""
+    if out_of_scope_lead > -params.out_of_scope_margin:
+        return "decline"
+    ambiguous_topic = one_character or (bare_topic and runner_up >= params.suggest_threshold)
+    if best >= params.answer_threshold and best - runner_up >= params.margin and not ambiguous_topic:
         return "answer"
     return "suggest" if best >= params.suggest_threshold else "decline"
 
@@ -113,23 +154,30 @@ class Engine:
         self.fingerprint = corpus.fingerprint
         self.synonyms = corpus.synonyms
         segment.add_words([*corpus.userdict, *((word, None) for word in self.synonyms.canonical_words())])
-        doc_entries: list[int] = []
-        word_docs: list[list[str]] = []
-        bigram_docs: list[list[str]] = []
+        self._documents = empty_documents()
         for position, entry in enumerate(corpus.entries):
-            for text in (entry.question, *entry.paraphrases, " ".join(entry.keywords)):
-                analysis = self.analyse(text, correct=False)
-                if not analysis.words and not analysis.bigrams:
-                    continue
-                doc_entries.append(position)
-                word_docs.append(analysis.words)
-                bigram_docs.append(analysis.bigrams)
-        self._documents = (doc_entries, word_docs, bigram_docs)
-        self.index = FaqIndex(doc_entries, word_docs, bigram_docs, params.index)
+            phrasings = [self._tokens_of(text) for text in (entry.question, *entry.paraphrases)]
+            keywords = self._tokens_of(" ".join(entry.keywords))
+            for parts in [*([tokens] for tokens in phrasings), [phrasings[0], keywords]]:
+                self._add(self._documents["question"], position, parts)
+            self._add(self._documents["entry"], position, [*phrasings, keywords])
+            self._add(self._documents["answer"], position, [self._tokens_of(entry.answer)])
+        first = len(corpus.entries)
+        for offset, topic in enumerate(corpus.out_of_scope):
+            for example in topic.examples:
+                self._add(self._documents["question"], first + offset, [self._tokens_of(example)])
+        self.index = self._new_index(params)
         vocabulary = self.index.word_vocabulary()
         targets = [(word, word) for word in vocabulary if len(word) >= 2]
         targets += list(self.synonyms.variants().items())
-        self.corrector = PinyinCorrector(targets, known=vocabulary | set(self.synonyms.canonical))
+        self.corrector = PinyinCorrector(targets, known=vocabulary | set(self.synonyms.canonical),
+                                         attested_bigrams=self.index.bigram_vocabulary())
+
+    @staticmethod
+    def _add(documents: Documents, position: int, parts: list[list[str]]) -> None:
+        """One document made of several texts (terms never span two of them)."""
+        documents.add(position, [term for tokens in parts for term in segment.word_terms(tokens)],
+                      [term for tokens in parts for term in segment.char_terms(tokens)])
 
     def with_params(self, params: Params) -> Engine:
         """The same corpus under other parameters (tuning): analysis is reused, the index is rebuilt only
@@ -137,8 +185,12 @@ class Engine:
         engine = copy.copy(self)
         engine.params = params
         if params.index != self.params.index:
-            engine.index = FaqIndex(*self._documents, params.index)
+            engine.index = self._new_index(params)
         return engine
+
+    def _new_index(self, params: Params) -> FaqIndex:
+        return FaqIndex(len(self.corpus.entries), self._documents, params.index,
+                        n_out_of_scope=len(self.corpus.out_of_scope))
 
     @classmethod
     def build(cls, data_dir: Path = DATA_DIR, params: Params = DEFAULT_PARAMS,
@@ -147,25 +199,27 @@ class Engine:
 
     # -- analysis ---------------------------------------------------------------------------------
 
-    def _tokens(self, normalised: str) -> list[str]:
-        rewritten = self.synonyms.rewrite(normalised)
-        return [self.synonyms.canonical.get(token, token) for token in segment.cut(rewritten)]
+    def _tokens_of(self, text: str) -> list[str]:
+        """Normalised, synonym-rewritten jieba tokens (no typo correction: used for the corpus)."""
+        rewritten = self.synonyms.rewrite(strip_politeness(clean(text)))
+        return [self.synonyms.canonical_token(token) for token in segment.cut(rewritten)]
 
-    def analyse(self, text: str, *, correct: bool = True) -> Analysis:
-        tokens = self._tokens(strip_politeness(clean(text)))
-        corrected = False
-        if correct:
-            tokens, corrected = self.corrector.correct(tokens)
-        return Analysis(text="".join(tokens), words=segment.word_terms(tokens),
-                        bigrams=segment.bigram_terms(tokens), corrected=corrected)
+    def analyse(self, text: str) -> Analysis:
+        tokens, corrected = self.corrector.correct(self._tokens_of(text))
+        content = [token for token in tokens if token not in segment.STOP_WORDS]
+        return Analysis(text="".join(tokens), words=segment.word_terms(tokens), chars=segment.char_terms(tokens),
+                        corrected=corrected, content_tokens=len(content), content_chars=sum(map(len, content)))
 
     # -- retrieval --------------------------------------------------------------------------------
 
-    def rank(self, question: str, k: int = 10) -> list[Ranked]:
+    def lookup(self, question: str, k: int = 10) -> Lookup:
         analysis = self.analyse(question)
+        result = self.index.search(analysis.words, analysis.chars, k)
         entries = self.corpus.entries
-        return [Ranked(entries[position], score)
-                for position, score in self.index.search(analysis.words, analysis.bigrams, k)]
+        return Lookup([Ranked(entries[position], score) for position, score in result.ranked], result, analysis)
+
+    def rank(self, question: str, k: int = 10) -> list[Ranked]:
+        return self.lookup(question, k).ranked
 
     def _check_input(self, question: object) -> Answer | None:
         if not isinstance(question, str):
@@ -187,12 +241,14 @@ class Engine:
         rejected = self._check_input(question)
         if rejected is not None:
             return rejected, []
-        ranked = self.rank(question)
+        found = self.lookup(question)
+        ranked = found.ranked
         if not ranked:
             return declined(), []
         params = self.params
         best = ranked[0]
-        decision = decide(best.score, ranked[1].score if len(ranked) > 1 else 0.0, params)
+        decision = decide(best.score, found.runner_up, params, found.out_of_scope_lead, found.analysis.bare_topic,
+                          found.analysis.one_character)
         if decision == "answer":
             related = [item for item in ranked[1:] if item.score >= params.suggest_threshold
                        and (item.entry.category == best.entry.category or item.score >= 0.8 * best.score)]
@@ -206,6 +262,22 @@ class Engine:
 
     def answer(self, question: str) -> Answer:
         return self.respond(question)[0]
+
+    def explain(self, question: str) -> dict[str, Any]:
+        """How a question was analysed and scored (for editors tuning the corpus)."""
+        answer, _ = self.respond(question)
+        if answer.reason is not None:
+            return {"decision": answer.decision, "reason": answer.reason}
+        found = self.lookup(question, 5)
+        analysis, ranked, result = found.analysis, found.ranked, found.result
+        topic = result.out_of_scope_topic
+        return {
+            "decision": answer.decision, "text": analysis.text, "corrected": analysis.corrected,
+            "words": analysis.words, "ranked": [{"faq_id": r.entry.id, "question": r.entry.question,
+                                                 "score": round(r.score, 4)} for r in ranked],
+            "best_phrasing": round(result.best_phrasing, 4), "out_of_scope": round(result.out_of_scope, 4),
+            "out_of_scope_topic": self.corpus.out_of_scope[topic].topic if topic is not None else None,
+        }
 
     def search(self, query: str, k: int = 10) -> list[dict[str, Any]]:
         """The best ``k`` entries for a search box, thresholds aside."""

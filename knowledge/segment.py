@@ -6,9 +6,11 @@ ever adds, so a hot reload never removes a word a running engine relies on).
 
 Terms (pure functions of the token list):
 - ``word_terms``: the tokens without stop words, plus the dictionary sub-words of long tokens (as
-  jieba's search mode does), so "异地就医备案" also matches a question that only says "备案".
-- ``bigram_terms``: character bigrams inside runs of non-stop tokens (a run of one character yields the
-  character itself). Bigrams survive segmentation differences, which matter most on short questions.
+  jieba's search mode does), so "异地就医备案" also matches a question that only says "备案"; question
+  words are stop words, but each adds one marker of what is asked (where, when, how much, how, why,
+  whether, what), which tells apart entries on the same subject ("生育津贴在哪领" / "生育津贴怎么算").
+- ``char_terms``: characters and character bigrams inside runs of non-stop tokens. They survive
+  segmentation differences ("在哪办" / "办理"), which matter most on short questions.
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ _lock = threading.Lock()
 _initialised = False
 _added: dict[str, int | None] = {}
 
+# Question words → the marker of what is asked.
+INTENT_MARKERS = {
+    word: marker
+    for marker, words in {
+        "@where": "哪里 哪儿 在哪 在哪里 哪 哪个 哪家 何处 去哪 去哪里 哪些地方",
+        "@when": "什么时候 几时 何时 多久 多长时间 几月 几月份 哪天 几天 多长",
+        "@amount": "多少 多少钱 几",
+        "@how": "怎么 怎样 如何 咋 怎么办 咋办 怎么样 怎么弄 咋弄",
+        "@what": "什么 啥 什么样 啥子",
+        "@why": "为什么 为啥 干嘛",
+        "@whether": "能不能 可以 可不可以 能否 能 会不会 是否 吗 有没有 要不要 需不需要 可否 行不行",
+    }.items()
+    for word in words.split()
+}
+
 # Function words, pronouns, particles and question words: they say how something is asked, not what.
 STOP_WORDS = frozenset(
     """
@@ -40,7 +57,7 @@ STOP_WORDS = frozenset(
     问 问问 请 知道 了解 告诉 说 说明 一般 具体 具体点 情况 问题 事 事情 东西 方面 相关
     谁 啥子 好 好的 行不行 对不对 现在 目前 时候
     """.split()
-)
+) | frozenset(INTENT_MARKERS)
 
 
 def initialise() -> None:
@@ -93,6 +110,9 @@ def word_terms(tokens: list[str]) -> list[str]:
     terms: list[str] = []
     for token in tokens:
         if token in STOP_WORDS:
+            marker = INTENT_MARKERS.get(token)
+            if marker is not None:
+                terms.append(marker)
             continue
         if len(token) > 2:
             for size in (2, 3):
@@ -122,11 +142,9 @@ def content_runs(tokens: list[str]) -> list[str]:
     return runs
 
 
-def bigram_terms(tokens: list[str]) -> list[str]:
+def char_terms(tokens: list[str]) -> list[str]:
     terms: list[str] = []
     for run in content_runs(tokens):
-        if len(run) == 1:
-            terms.append(run)
-        else:
-            terms.extend(run[i : i + 2] for i in range(len(run) - 1))
+        terms.extend(run)
+        terms.extend(run[i : i + 2] for i in range(len(run) - 1))
     return terms

@@ -3,7 +3,8 @@
 Both the corpus and the queries are rewritten to canonical words before segmentation, so "社保卡丢了"
 and "医保卡丢了" produce the same terms in both index channels. Canonical words are matched too (and
 map to themselves), so a variant that is part of a longer canonical word ("电子凭证" inside
-"医保电子凭证") is never rewritten inside it: the regex takes the leftmost, then longest, match.
+"医保电子凭证") is never rewritten inside it: the regex takes the leftmost, then longest, match. A
+one-character synonym is only rewritten where jieba leaves it as a token of its own (``canonical_token``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Synonyms:
                 if known is not None and known != words[0]:
                     raise SynonymError(f"同义词“{word}”同时属于“{known}”组和“{words[0]}”组")
                 self.canonical[word] = words[0]
-        ordered = sorted(self.canonical, key=len, reverse=True)
+        # Single characters are rewritten per jieba token only ("交" alone, never inside "交通").
+        ordered = sorted((word for word in self.canonical if len(word) > 1), key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def rewrite(self, text: str) -> str:
@@ -38,6 +40,9 @@ class Synonyms:
         if self._pattern is None:
             return text
         return self._pattern.sub(lambda m: self.canonical[m.group(0)], text)
+
+    def canonical_token(self, token: str) -> str:
+        return self.canonical.get(token, token)
 
     def canonical_words(self) -> list[str]:
         return [group[0] for group in self.groups]

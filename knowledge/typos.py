@@ -2,10 +2,12 @@
 
 Residents type with pinyin input methods, so their misspellings are mostly homophones of the word they
 meant. The corrector knows the index vocabulary (and the synonym variants) by toneless pinyin. In a
-query it looks at token-aligned windows of two to six characters that contain a suspicious token —
-one outside the vocabulary, or a lone character, which is what jieba leaves of an unknown word — and
-replaces a window whose pinyin spells a known word it does not already equal. Known words are left
-alone, so a correct query is never rewritten. Pure logic; pypinyin supplies the readings.
+query it looks at token-aligned windows of two to six characters that contain a lone non-stop
+character — jieba (without HMM) emits every multi-character token from its dictionary, so an unknown
+or misspelt word is what falls apart into single characters — and replaces a window whose pinyin
+spells a known word it does not already equal. A window whose every character bigram occurs in the
+corpus is attested text ("驻院" inside "医保驻院服务站"), not a typo, and is left alone; so are
+pinyin keys shared by two different known words. Pure logic; pypinyin supplies the readings.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ def word_key(word: str) -> tuple[str, ...]:
 
 
 class PinyinCorrector:
-    def __init__(self, targets: Iterable[tuple[str, str]], known: set[str]) -> None:
-        """``targets``: (surface word, word to write instead) pairs; ``known``: the index vocabulary."""
+    def __init__(self, targets: Iterable[tuple[str, str]], known: set[str],
+                 attested_bigrams: set[str] | frozenset[str] = frozenset()) -> None:
+        """``targets``: (surface word, word to write instead) pairs; ``known``: the index vocabulary;
+        ``attested_bigrams``: the character bigrams that occur in the corpus."""
         self.known = known
+        self.attested_bigrams = attested_bigrams
         table: dict[tuple[str, ...], str | None] = {}
         for surface, replacement in targets:
             if not 2 <= len(surface) <= MAX_WORD or not all(map(_is_hanzi, surface)):
@@ -53,10 +58,13 @@ class PinyinCorrector:
             table[key] = replacement if previous == replacement else None
         self.table = {key: word for key, word in table.items() if word is not None}
 
-    def _suspicious(self, token: str) -> bool:
-        if token in STOP_WORDS or not _is_hanzi(token[0]):
-            return False
-        return len(token) == 1 or token not in self.known
+    @staticmethod
+    def _suspicious(token: str) -> bool:
+        return len(token) == 1 and token not in STOP_WORDS and _is_hanzi(token)
+
+    def _attested(self, window: str) -> bool:
+        return bool(self.attested_bigrams) and all(
+            window[i : i + 2] in self.attested_bigrams for i in range(len(window) - 1))
 
     def _replacement(self, window: str) -> str | None:
         readings = [_readings(char) for char in window]
@@ -88,7 +96,8 @@ class PinyinCorrector:
                     continue
                 window_tokens = tokens[i : j + 1]
                 window = "".join(window_tokens)
-                if window in self.known or not any(map(self._suspicious, window_tokens)):
+                if (window in self.known or not any(map(self._suspicious, window_tokens))
+                        or self._attested(window)):
                     continue
                 word = self._replacement(window)
                 if word is not None:

@@ -48,9 +48,14 @@ def test_word_terms_add_sub_words_and_drop_stop_words() -> None:
     assert "怎么" not in terms
 
 
-def test_bigrams_stay_inside_runs_of_content_words() -> None:
-    assert segment.bigram_terms(["医保卡", "的", "挂失"]) == ["医保", "保卡", "挂失"]
-    assert segment.bigram_terms(["药"]) == ["药"]
+def test_question_words_become_markers_of_what_is_asked() -> None:
+    assert segment.word_terms(["生育津贴", "在哪里", "领"])[-2:] == ["@where", "领"]
+    assert "@amount" in segment.word_terms(["报销", "多少"])
+
+
+def test_characters_and_bigrams_stay_inside_runs_of_content_words() -> None:
+    assert segment.char_terms(["医保卡", "的", "挂失"]) == ["医", "保", "卡", "医保", "保卡", "挂", "失", "挂失"]
+    assert segment.char_terms(["药"]) == ["药"]
 
 
 def test_synonyms_rewrite_to_the_canonical_word_without_touching_longer_canonicals() -> None:
