@@ -36,7 +36,7 @@ from handlers import wechat_replies as replies
 from handlers.wechat_router import Rule, on_click, on_event, on_kind, on_text, otherwise
 
 # Modules exposing CHAT_RULES, tried in this order (e.g. "scheduling.chat", "settlement.chat").
-CAPABILITY_MODULES: list[str] = ["handlers.settlement_chat"]
+CAPABILITY_MODULES: list[str] = ["handlers.settlement_chat", "handlers.booking_chat"]
 
 TRANSFER_PATTERN = r"^(?:转|找|要|请|我要找|我要)?(?:人工|客服|人工客服|人工服务)(?:客服|服务)?[。！!？?]?$|转人工"
 NUMBER_PATTERN = r"^(\d{1,2})$"
