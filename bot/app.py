@@ -34,10 +34,12 @@ async def _ensure_indexes(app: web.Application) -> None:
 
 def startup_steps() -> list[tuple[str, StartupStep]]:
     """Work that needs the database, run in this order after it answers. Each capability adds its own."""
+    from bot.heap import freeze_startup_heap
     from knowledge.reload import startup_step as build_faq_index
     from scheduling.slot_jobs import refresh_slots
 
-    return [("indexes", _ensure_indexes), ("slots", refresh_slots), ("faq_index", build_faq_index)]
+    return [("indexes", _ensure_indexes), ("slots", refresh_slots), ("faq_index", build_faq_index),
+            ("heap", freeze_startup_heap)]  # keep last: freezes what start-up built
 
 
 def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupContext]:

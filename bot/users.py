@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+
+from bot.group_commit import GroupCommit, write
 
 COLLECTION = "users"
 
@@ -31,18 +34,21 @@ SERVICE_WINDOW = timedelta(hours=48)
 
 
 async def record_interaction(
-    db: AsyncDatabase, openid: str, *, opens_window: bool, subscribed: bool | None = None
+    db: AsyncDatabase, openid: str, *, opens_window: bool, subscribed: bool | None = None,
+    group: GroupCommit | None = None,
 ) -> None:
     """One chat message or event from ``openid``: seen now; ``opens_window`` for the kinds that
-    (re)open the 48-hour window; ``subscribed`` on subscribe/unsubscribe."""
+    (re)open the 48-hour window; ``subscribed`` on subscribe/unsubscribe. Same document shape as
+    ``touch_user``; ``group`` lets the chat group-commit it."""
     now = datetime.now(UTC)
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {"last_seen": now}
     if opens_window:
         fields["last_message_at"] = now
     if subscribed is not None:
         fields["subscribed"] = subscribed
         fields["subscribed_at" if subscribed else "unsubscribed_at"] = now
-    await touch_user(db, openid, **fields)
+    update = {"$setOnInsert": {"first_seen": now}, "$set": fields}
+    await write(db, COLLECTION, UpdateOne({"_id": openid}, update, upsert=True), group)
 
 
 async def record_login(db: AsyncDatabase, openid: str, unionid: str | None = None) -> None:

@@ -1,17 +1,24 @@
 """Deduplication of WeChat callback deliveries, shared by every instance through MongoDB.
 
 WeChat retries a message it got no answer for within 5 s (3 tries in all), and the retries may
-reach different instances. The first delivery *claims* the message (insert with a unique ``_id``);
-the others wait for the reply it stores and answer the same.
+reach different instances. The first delivery *claims* the message (insert into
+``wechat_dedupe`` with a unique ``_id``); the others wait for the outcome it stores and answer the
+same.
 
 Key: ``msg:<MsgId>`` for messages, ``event:<FromUserName>:<CreateTime>:<Event>`` for events
-(which carry no MsgId). Documents expire after ``TTL``.
+(which carry no MsgId).
 
-States: ``processing`` → ``done`` (reply stored) or ``processing`` → ``late`` (the handler missed
-the passive-reply deadline, the caller answered ``success`` and the reply goes out later as a
-customer-service message; deliveries of a late message answer ``success`` too, so the user does not
-get the reply twice). The winner of a crashed instance is not taken over: WeChat stops retrying
-after about 15 s, long before anyone could tell a crash from a slow handler.
+Outcome (``wechat_replies``, same ``_id``): ``{status: "done", reply}`` once the handler answered,
+or ``{status: "late"}`` when it missed the passive-reply deadline — the caller answered ``success``
+and the reply goes out later as a customer-service message (recorded on the same document as
+``late_reply``/``late_delivery``); deliveries of a late message answer ``success`` too, so the user
+does not get the reply twice. Only the delivery that claimed a key writes its outcome, once, and it
+decides between done and late in memory: claims and outcomes are plain inserts, which the database
+handles several times faster than updates and which can be group-committed (``bot.group_commit``).
+Both collections expire after ``TTL``.
+
+The winner of a crashed instance is not taken over: WeChat stops retrying after about 15 s, long
+before anyone could tell a crash from a slow handler.
 """
 
 from __future__ import annotations
@@ -21,20 +28,23 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import IndexModel
+from pymongo import IndexModel, InsertOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from bot.db import declare_indexes
+from bot.group_commit import GroupCommit, write
 
 COLLECTION = "wechat_dedupe"
+REPLIES = "wechat_replies"
 TTL = timedelta(hours=1)
-PROCESSING, DONE, LATE = "processing", "done", "late"
+DONE, LATE = "done", "late"
 
 # The stored reply: {"type": "text", "content": str} | {"type": "transfer"} | {"type": "empty"}
 EMPTY: dict[str, Any] = {"type": "empty"}
 
-declare_indexes(COLLECTION, IndexModel("expires_at", expireAfterSeconds=0, name="expires_ttl"))
+for _collection in (COLLECTION, REPLIES):
+    declare_indexes(_collection, IndexModel("expires_at", expireAfterSeconds=0, name="expires_ttl"))
 
 
 def key_for(fields: dict[str, Any]) -> str:
@@ -46,44 +56,35 @@ def key_for(fields: dict[str, Any]) -> str:
     return f"msg:{msg_id}" if msg_id else f"msg:{sender}:{created}:{fields['MsgType'].strip().lower()}"
 
 
-async def claim(db: AsyncDatabase, key: str) -> bool:
-    """True for exactly one caller per key (within ``TTL``)."""
+def _stamps() -> dict[str, datetime]:
     now = datetime.now(UTC)
+    return {"at": now, "expires_at": now + TTL}
+
+
+async def claim(db: AsyncDatabase, key: str, group: GroupCommit | None = None) -> bool:
+    """True for exactly one caller per key (within ``TTL``)."""
     try:
-        await db[COLLECTION].insert_one({"_id": key, "status": PROCESSING, "created_at": now,
-                                         "expires_at": now + TTL})
+        await write(db, COLLECTION, InsertOne({"_id": key, **_stamps()}), group)
     except DuplicateKeyError:
         return False
     return True
 
 
-async def finish(db: AsyncDatabase, key: str, reply: dict[str, Any]) -> bool:
-    """Store the reply; False when the message was marked late meanwhile (deliver it another way)."""
-    result = await db[COLLECTION].update_one(
-        {"_id": key, "status": PROCESSING},
-        {"$set": {"status": DONE, "reply": reply, "finished_at": datetime.now(UTC)}},
+async def finish(db: AsyncDatabase, key: str, reply: dict[str, Any], group: GroupCommit | None = None) -> None:
+    """Store the reply that every delivery of ``key`` answers."""
+    await write(db, REPLIES, InsertOne({"_id": key, "status": DONE, "reply": reply, **_stamps()}), group)
+
+
+async def mark_late(db: AsyncDatabase, key: str, group: GroupCommit | None = None) -> None:
+    """The deadline passed: deliveries of ``key`` answer ``success`` from now on."""
+    await write(db, REPLIES, InsertOne({"_id": key, "status": LATE, **_stamps()}), group)
+
+
+async def note_late_delivery(db: AsyncDatabase, key: str, reply: dict[str, Any], outcome: str) -> None:
+    """What became of a late reply: ``sent``, ``failed <errcode>`` or ``nothing to send``."""
+    await db[REPLIES].update_one(
+        {"_id": key}, {"$set": {"late_reply": reply, "late_delivery": outcome, "finished_at": datetime.now(UTC)}}
     )
-    if result.modified_count == 1:
-        return True
-    await db[COLLECTION].update_one(
-        {"_id": key}, {"$set": {"late_reply": reply, "finished_at": datetime.now(UTC)}}
-    )
-    return False
-
-
-async def mark_late(db: AsyncDatabase, key: str) -> dict[str, Any] | None:
-    """Called when the deadline passes: None if now marked late, else the reply that was just stored."""
-    result = await db[COLLECTION].update_one(
-        {"_id": key, "status": PROCESSING}, {"$set": {"status": LATE, "late_at": datetime.now(UTC)}}
-    )
-    if result.modified_count == 1:
-        return None
-    document = await db[COLLECTION].find_one({"_id": key})
-    return (document or {}).get("reply") or EMPTY
-
-
-async def note_late_delivery(db: AsyncDatabase, key: str, outcome: str) -> None:
-    await db[COLLECTION].update_one({"_id": key}, {"$set": {"late_delivery": outcome}})
 
 
 async def wait_for_reply(db: AsyncDatabase, key: str, timeout: float) -> dict[str, Any] | None:
@@ -92,11 +93,9 @@ async def wait_for_reply(db: AsyncDatabase, key: str, timeout: float) -> dict[st
     deadline = time.monotonic() + timeout
     pause = 0.01
     while True:
-        document = await db[COLLECTION].find_one({"_id": key}, {"status": 1, "reply": 1})
-        if document is not None and document["status"] == DONE:
-            return document["reply"]
-        if document is not None and document["status"] == LATE:
-            return EMPTY
+        document = await db[REPLIES].find_one({"_id": key}, {"status": 1, "reply": 1})
+        if document is not None:
+            return document["reply"] if document["status"] == DONE else EMPTY
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None

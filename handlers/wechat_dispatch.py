@@ -5,6 +5,9 @@
 - the handler runs in its own task; if it is not done after ``reply_timeout`` (4 s by default,
   ``WECHAT_REPLY_TIMEOUT_MS``) the delivery answers ``success`` and, when the handler finishes, its
   reply goes out as a customer-service message (failures are logged);
+- the request answers as soon as the handler has; the stored outcome (for retries) and the
+  conversation state are written right after, group-committed, and the same user's next message
+  waits for them on this instance. Retries that arrive meanwhile wait for the stored outcome;
 - a handler that raises gets an apology as its reply, never an HTTP error.
 
 ``chat_context`` (an aiohttp cleanup context) holds the dispatcher and lets background handlers
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +29,7 @@ from wechatpy.messages import BaseMessage
 
 from bot import users
 from bot import wechat_dedupe as dedupe
+from bot.group_commit import GroupCommit
 from bot.keys import CHAT, DB, SETTINGS, WECHAT
 from bot.wechat_api import WeChatError
 from handlers.wechat_router import TRANSFER, ChatContext, Reply, Rule, classify, fit_text, route
@@ -34,6 +40,9 @@ SORRY = "抱歉，系统暂时繁忙，请稍后再试，或拨打 12393 医保�
 # Events after which WeChat allows customer-service messages (like a user message).
 WINDOW_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click", "scancode_push", "scancode_waitmsg"})
 SHUTDOWN_GRACE_SECONDS = 5.0
+USER_WRITE_INTERVAL = 60.0  # seconds; see ChatDispatcher._record_user
+RECORDED_USERS_LIMIT = 100_000
+PREVIOUS_MESSAGE_WAIT = 2.0  # seconds a user's message waits for their previous message's writes
 
 CHAT_MESSAGES = Counter("wechat_chat_messages_total", "Chat deliveries by kind and outcome", ["kind", "outcome"])
 
@@ -46,33 +55,50 @@ def stored_reply(reply: Reply) -> dict[str, Any]:
     return {"type": "text", "content": fit_text(str(reply))}
 
 
+@dataclass
+class _Delivery:
+    """What the request and its handler task share; both run on one event loop, so checking and
+    setting these fields without an ``await`` in between cannot interleave."""
+
+    ready: asyncio.Future[dict[str, Any]]  # the reply, as soon as the handler has answered
+    late: bool = False  # set by the request when the deadline passed first
+
+
 class ChatDispatcher:
     def __init__(self, app: web.Application, rules: Callable[[], list[Rule]], reply_timeout: float) -> None:
         self.app = app
         self.rules = rules
         self.reply_timeout = reply_timeout
+        # Claims are on the reply's path and linger at most 2 ms under load; the user record, the
+        # stored outcome and the conversation state are written after the reply and may gather longer.
+        self.group = GroupCommit(app[DB], linger=0.002, busy_window=0.02)
+        self.background = GroupCommit(app[DB], linger=0.02, busy_window=0.2)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._recorded: dict[str, float] = {}  # openid -> when this instance last stored a message time
+        self._saving: dict[str, asyncio.Future[None]] = {}  # openid -> its last message's writes
 
     async def respond(self, fields: dict[str, Any], message: BaseMessage) -> dict[str, Any]:
         """The stored-reply dict for this delivery (see ``bot.wechat_dedupe``)."""
         db = self.app[DB]
         key = dedupe.key_for(fields)
         facts = classify(message, fields)
-        if not await dedupe.claim(db, key):
+        if not await dedupe.claim(db, key, self.group):
             CHAT_MESSAGES.labels(facts["kind"], "duplicate").inc()
             return await dedupe.wait_for_reply(db, key, self.reply_timeout) or dedupe.EMPTY
-        task = asyncio.create_task(self._process(key, fields, message, facts))
+        delivery = _Delivery(asyncio.get_running_loop().create_future())
+        task = asyncio.create_task(self._process(key, fields, message, facts, delivery))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         try:
-            reply = await asyncio.wait_for(asyncio.shield(task), self.reply_timeout)
+            reply = await asyncio.wait_for(asyncio.shield(delivery.ready), self.reply_timeout)
         except TimeoutError:
-            finished = await dedupe.mark_late(db, key)
-            if finished is not None:
-                return finished  # it finished just as the deadline passed
-            CHAT_MESSAGES.labels(facts["kind"], "late").inc()
-            log.warning("chat reply late; answering success now", extra={"kind": facts["kind"]})
-            return dedupe.EMPTY
+            if not delivery.ready.done():
+                delivery.late = True
+                CHAT_MESSAGES.labels(facts["kind"], "late").inc()
+                log.warning("chat reply late; answering success now", extra={"kind": facts["kind"]})
+                await dedupe.mark_late(db, key, self.group)
+                return dedupe.EMPTY
+            reply = delivery.ready.result()
         CHAT_MESSAGES.labels(facts["kind"], "replied").inc()
         return reply
 
@@ -82,29 +108,61 @@ class ChatDispatcher:
             log.error("chat processing failed", exc_info=task.exception())
 
     async def _process(
-        self, key: str, fields: dict[str, Any], message: BaseMessage, facts: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, key: str, fields: dict[str, Any], message: BaseMessage, facts: dict[str, Any], delivery: _Delivery
+    ) -> None:
         db = self.app[DB]
         openid = fields["FromUserName"]
         event = facts.get("event")
         subscribed = {"subscribe": True, "subscribe_scan": True, "unsubscribe": False}.get(event or "")
+        # One user's messages follow each other: wait (briefly) until the previous one's state is stored.
+        previous = self._saving.get(openid)
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous}, timeout=PREVIOUS_MESSAGE_WAIT)
+        saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._saving[openid] = saved
+        ctx: ChatContext | None = None
         try:
-            await users.record_interaction(
-                db, openid, opens_window=facts["kind"] != "event" or event in WINDOW_EVENTS, subscribed=subscribed
-            )
-            ctx = ChatContext(app=self.app, db=db, openid=openid, message=message, fields=fields, **facts)
-            reply = stored_reply(await route(self.rules(), ctx))
-        except Exception:
-            log.exception("chat handler failed", extra={"kind": facts["kind"], "event": event})
-            reply = {"type": "text", "content": SORRY}
-        if await dedupe.finish(db, key, reply):
-            return reply
-        await self._deliver_late(key, openid, reply)
-        return reply
+            try:
+                ctx = ChatContext(app=self.app, db=db, openid=openid, message=message, fields=fields,
+                                  group=self.background, **facts)
+                reply = stored_reply(await route(self.rules(), ctx))
+            except Exception:
+                log.exception("chat handler failed", extra={"kind": facts["kind"], "event": event})
+                reply = {"type": "text", "content": SORRY}
+            late = delivery.late
+            if not late:
+                delivery.ready.set_result(reply)  # the request answers now; the writes below follow
+            writes = [self._record_user(openid, facts["kind"] != "event" or event in WINDOW_EVENTS, subscribed)]
+            if ctx is not None:
+                writes += [ctx.save_state(), ctx.run_after_reply()]
+            if not late:
+                writes.append(dedupe.finish(db, key, reply, self.background))
+            await asyncio.gather(*writes)
+        finally:
+            saved.set_result(None)
+            if self._saving.get(openid) is saved:
+                del self._saving[openid]
+        if late:
+            await self._deliver_late(key, openid, reply)
+
+    async def _record_user(self, openid: str, opens_window: bool, subscribed: bool | None) -> None:
+        """Store the user's interaction, at most once a ``USER_WRITE_INTERVAL`` per user and instance
+        unless it changes the subscription: a conversation of several messages costs one write, and
+        the stored ``last_message_at`` is never more than that interval behind (so the 48-hour window
+        is judged slightly early, never late)."""
+        now = time.monotonic()
+        if subscribed is None and now - self._recorded.get(openid, float("-inf")) < USER_WRITE_INTERVAL:
+            return
+        await users.record_interaction(self.app[DB], openid, opens_window=opens_window, subscribed=subscribed,
+                                       group=self.background)
+        if opens_window:
+            if len(self._recorded) >= RECORDED_USERS_LIMIT:
+                self._recorded.clear()
+            self._recorded[openid] = now
 
     async def _deliver_late(self, key: str, openid: str, reply: dict[str, Any]) -> None:
         if reply["type"] != "text":
-            await dedupe.note_late_delivery(self.app[DB], key, "nothing to send")
+            await dedupe.note_late_delivery(self.app[DB], key, reply, "nothing to send")
             return
         try:
             await self.app[WECHAT].send_custom_text(openid, reply["content"])
@@ -113,7 +171,7 @@ class ChatDispatcher:
             outcome = f"failed {exc.errcode}"
             log.warning("late chat reply not delivered",
                         extra={"errcode": exc.errcode, "errmsg": exc.errmsg, "transient": exc.transient})
-        await dedupe.note_late_delivery(self.app[DB], key, outcome)
+        await dedupe.note_late_delivery(self.app[DB], key, reply, outcome)
 
     async def drain(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Let running handlers finish (and send late replies), then cancel the rest."""

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections import OrderedDict
 from typing import Any
+
+from prometheus_client import Counter
 
 from handlers.wechat_router import ChatContext, fit_text
 
@@ -26,9 +29,44 @@ DECLINE = ("抱歉，这个问题我暂时还答不上来。您可以换个说�
 UNAVAILABLE = "问答服务暂时不可用，请稍后再试。您也可以回复“人工”转人工客服，或拨打 12393 医保服务热线咨询。"
 PICK_HINT = "回复数字查看对应问题的答案。"
 
+FAQ_CACHE = Counter("wechat_faq_cache_total", "Chat FAQ answers served from the answer cache or computed", ["result"])
+
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+class AnswerCache:
+    """Recent answers per exact question text, for the engine in use (popular questions repeat
+    all day; an engine swap by hot reload empties it). Answers are never mutated after creation."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._engine: object | None = None
+        self._answers: OrderedDict[str, Any] = OrderedDict()
+
+    def answer(self, question: str) -> Any:
+        import knowledge  # the FAQ capability; imported late so the chat starts even while it loads
+
+        engine = knowledge.installed_engine()
+        if engine is not self._engine or engine is None:
+            self._answers.clear()
+            self._engine = engine
+        cached = self._answers.get(question)
+        if cached is not None:
+            self._answers.move_to_end(question)
+            FAQ_CACHE.labels("hit").inc()
+            return cached
+        FAQ_CACHE.labels("miss").inc()
+        result = knowledge.answer(question)
+        if self._engine is not None and result.reason != "unavailable":
+            self._answers[question] = result
+            if len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+        return result
+
+
+CACHE = AnswerCache()
 
 
 def numbered(suggestions: list[dict[str, str]]) -> str:
@@ -52,7 +90,7 @@ async def answer_question(ctx: ChatContext) -> str:
 
     question = ctx.text or ""
     try:
-        result = await _maybe_await(knowledge.answer(question))
+        result = await _maybe_await(CACHE.answer(question))
     except Exception:
         log.exception("FAQ answer failed")
         return UNAVAILABLE
@@ -64,10 +102,7 @@ async def answer_question(ctx: ChatContext) -> str:
     if result.answered:
         return compose_answer(result.answer or "", offered)
     if result.reason is None:  # a real question we could not answer: a knowledge gap
-        try:
-            await knowledge.record_gap(ctx.db, question, result)
-        except Exception:
-            log.exception("recording a FAQ gap failed")
+        ctx.after_reply(lambda: knowledge.record_gap(ctx.db, question, result))
     if offered:
         return fit_text(f"{result.message or '您是不是想问：'}\n{numbered(offered)}\n{PICK_HINT}")
     if result.reason is not None and result.message:

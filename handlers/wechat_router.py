@@ -18,6 +18,8 @@ The routing table itself lives in ``handlers/wechat_rules.py`` (how to add a rul
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -31,7 +33,10 @@ from wechatpy.messages import BaseMessage
 
 from bot import chat_state
 from bot.config import Settings
+from bot.group_commit import GroupCommit
 from bot.keys import SETTINGS
+
+log = logging.getLogger(__name__)
 
 
 class _Transfer:
@@ -56,15 +61,21 @@ class ChatContext:
     event_key: str | None = None
     match: re.Match[str] | None = None
     state_ttl: timedelta = chat_state.DEFAULT_TTL
+    group: GroupCommit | None = field(default=None, repr=False)  # group commit for state writes
     _recalled: dict[str, Any] = field(default_factory=dict, repr=False)
+    _changes: list[tuple[str, Any, timedelta]] = field(default_factory=list, repr=False)
+    _after_reply: list[Callable[[], Awaitable[Any]]] = field(default_factory=list, repr=False)
 
     @property
     def settings(self) -> Settings:
         return self.app[SETTINGS]
 
     async def remember(self, key: str, value: Any, ttl: timedelta | None = None) -> None:
-        await chat_state.remember(self.db, self.openid, key, value, ttl or self.state_ttl)
+        """Keep ``value`` for this user for ``ttl`` (30 minutes by default). Visible to ``recall``
+        at once; stored when the handler has answered (off the reply's path, before the message
+        counts as done), so the user's next message sees it."""
         self._recalled[key] = value
+        self._changes.append((key, value, ttl or self.state_ttl))
 
     async def recall(self, key: str, default: Any = None) -> Any:
         if key not in self._recalled:  # read once per message, even if a condition and a handler ask
@@ -73,8 +84,25 @@ class ChatContext:
         return default if value is None else value
 
     async def forget(self, key: str) -> None:
-        await chat_state.forget(self.db, self.openid, key)
-        self._recalled[key] = None
+        await self.remember(key, None)
+
+    def after_reply(self, work: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``work()`` once the reply is on its way (bookkeeping nobody waits for: statistics,
+        knowledge gaps …); its errors are logged, never shown to the user."""
+        self._after_reply.append(work)
+
+    async def save_state(self) -> None:
+        """Store what ``remember``/``forget`` changed (the dispatcher calls it after the reply)."""
+        latest = {key: (value, ttl) for key, value, ttl in self._changes}  # the last change per key wins
+        self._changes = []
+        await asyncio.gather(*(chat_state.remember(self.db, self.openid, key, value, ttl, self.group)
+                               for key, (value, ttl) in latest.items()))
+
+    async def run_after_reply(self) -> None:
+        work, self._after_reply = self._after_reply, []
+        for outcome in await asyncio.gather(*(item() for item in work), return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("after-reply work failed", exc_info=outcome)
 
 
 def classify(message: BaseMessage, fields: dict[str, Any]) -> dict[str, Any]:

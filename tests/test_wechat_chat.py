@@ -85,14 +85,26 @@ async def bot(client):
 
 # --- events and menus --------------------------------------------------------------------------------
 
+async def _user(db, openid: str, **expected) -> dict:
+    """The user document once it shows ``expected`` (user records are written just after the reply)."""
+    found: dict = {}
+
+    async def check() -> bool:
+        found.update(await db.users.find_one({"_id": openid}) or {})
+        return all(found.get(k) == v for k, v in expected.items())
+
+    await _eventually(check)
+    return found
+
+
 async def test_subscribe_welcomes_and_marks_the_user(bot, db):
     reply = await bot.subscribe()
     assert reply.content == wechat_replies.WELCOME and "12393" in reply.content
-    user = await db.users.find_one({"_id": bot.openid})
-    assert user["subscribed"] is True and user["last_message_at"]
+    user = await _user(db, bot.openid, subscribed=True)
+    assert user["last_message_at"] and user["first_seen"]
     assert (await bot.unsubscribe()).kind == "empty"
-    user = await db.users.find_one({"_id": bot.openid})
-    assert user["subscribed"] is False and user["unsubscribed_at"]
+    user = await _user(db, bot.openid, subscribed=False)
+    assert user["unsubscribed_at"]
 
 
 @pytest.mark.parametrize(("key", "words"), [
@@ -167,7 +179,11 @@ async def test_unsure_offers_did_you_mean_and_numbers_resolve(bot):
 async def test_decline_offers_a_person_and_the_hotline_and_records_the_gap(bot, db):
     reply = await bot.text("今天股票会涨吗")
     assert reply.content == wechat_faq.DECLINE and "人工" in reply.content and "12393" in reply.content
-    assert await db.faq_gaps.count_documents({}) == 1
+
+    async def gap_recorded() -> bool:
+        return await db.faq_gaps.count_documents({}) == 1
+
+    await _eventually(gap_recorded)
     assert not (await bot.text("1")).content.startswith("【")  # no list is on offer any more
 
 
@@ -277,7 +293,7 @@ async def test_slow_answer_replies_success_then_a_customer_service_message(capab
     assert calls == {"慢问题2": 1}
 
     async def noted() -> bool:
-        document = await db.wechat_dedupe.find_one({"_id": "msg:777001"})
+        document = await db.wechat_replies.find_one({"_id": "msg:777001"})
         return document.get("late_delivery") == "sent"
 
     await _eventually(noted)
@@ -289,7 +305,7 @@ async def test_late_reply_that_cannot_be_delivered_is_recorded(capability, late_
     assert (await bot.send(text_xml("o-closed", "慢问题3", msg_id=777002))).kind == "empty"
 
     async def noted() -> bool:
-        document = await db.wechat_dedupe.find_one({"_id": "msg:777002"})
+        document = await db.wechat_replies.find_one({"_id": "msg:777002"})
         return document.get("late_delivery") == "failed 45015"
 
     await _eventually(noted)
@@ -301,11 +317,15 @@ async def test_late_reply_that_cannot_be_delivered_is_recorded(capability, late_
 async def test_service_window_follows_user_messages_not_passive_events(bot, db):
     assert not await users.in_service_window(db, bot.openid)
     await bot.send(message_xml(bot.openid, "event", Event="VIEW", EventKey="https://example.invalid"))
+    user = await _user(db, bot.openid, _id=bot.openid)
+    assert user["first_seen"] and user["last_seen"] and "last_message_at" not in user
     assert not await users.in_service_window(db, bot.openid)
     await bot.text("你好")
-    assert await users.in_service_window(db, bot.openid)
-    user = await db.users.find_one({"_id": bot.openid})
-    assert user["first_seen"] and user["last_seen"]
+
+    async def window_open() -> bool:
+        return await users.in_service_window(db, bot.openid)
+
+    await _eventually(window_open)
 
 
 async def test_chat_state_expires(db):
