@@ -147,7 +147,9 @@ def _confidence(score: float) -> float:
 
 
 class Engine:
-    def __init__(self, corpus: Corpus, params: Params = DEFAULT_PARAMS, db_version: int | None = None) -> None:
+    def __init__(self, corpus: Corpus, params: Params = DEFAULT_PARAMS, db_version: int | None = None, *,
+                 keep_documents: bool = False) -> None:
+        """``keep_documents``: keep the analysed documents so ``with_params`` can rebuild the index (tuning)."""
         self.corpus = corpus
         self.params = params
         self.db_version = db_version
@@ -172,6 +174,8 @@ class Engine:
         targets += list(self.synonyms.variants().items())
         self.corrector = PinyinCorrector(targets, known=vocabulary | set(self.synonyms.canonical),
                                          attested_bigrams=self.index.bigram_vocabulary())
+        if not keep_documents:
+            self._documents = None  # the index holds all it needs; the term lists are large
 
     @staticmethod
     def _add(documents: Documents, position: int, parts: list[list[str]]) -> None:
@@ -185,17 +189,20 @@ class Engine:
         engine = copy.copy(self)
         engine.params = params
         if params.index != self.params.index:
+            if self._documents is None:
+                raise ValueError("engine built without keep_documents=True")
             engine.index = self._new_index(params)
         return engine
 
     def _new_index(self, params: Params) -> FaqIndex:
+        assert self._documents is not None
         return FaqIndex(len(self.corpus.entries), self._documents, params.index,
                         n_out_of_scope=len(self.corpus.out_of_scope))
 
     @classmethod
     def build(cls, data_dir: Path = DATA_DIR, params: Params = DEFAULT_PARAMS,
-              db_version: int | None = None) -> Engine:
-        return cls(load_corpus(data_dir), params, db_version)
+              db_version: int | None = None, *, keep_documents: bool = False) -> Engine:
+        return cls(load_corpus(data_dir), params, db_version, keep_documents=keep_documents)
 
     # -- analysis ---------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Corpus: readable files, every field present, unique ids, at least three paraphrases, answers of at most
 300 characters, a valid ``updated`` date, no question or paraphrase that equals (after normalisation)
-one of another entry, a consistent synonym table. Evaluation: known ids, no question that is also in
-the corpus, no question in both halves.
+one of another entry, a consistent synonym table, readable out-of-scope phrasings. Evaluation: known
+ids, no question that is also in the corpus or among the out-of-scope phrasings, no question in both
+halves.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from knowledge.corpus import (
     CorpusError,
     EvalItem,
     load_eval,
+    load_out_of_scope,
     load_synonyms,
     load_userdict,
     read_raw_entries,
@@ -102,6 +104,11 @@ def lint(data_dir: Path = DATA_DIR, eval_dir: Path = EVAL_DIR) -> list[str]:
     for key, entry_ids in sorted(owners.items()):
         if len(entry_ids) > 1:
             problems.append(f"说法在多个条目中重复（{', '.join(sorted(entry_ids))}）：{key}")
+    try:
+        out_of_scope = {normalise(example) for topic in load_out_of_scope(data_dir) for example in topic.examples}
+    except CorpusError as exc:
+        problems.append(str(exc))
+        out_of_scope = set()
     for loader in (load_synonyms, load_userdict):
         try:
             loader(data_dir)
@@ -122,6 +129,8 @@ def lint(data_dir: Path = DATA_DIR, eval_dir: Path = EVAL_DIR) -> list[str]:
                 problems.append(f"eval/{half}.yaml：未知的 faq_id {item.faq_id}（{item.q}）")
         problems.extend(f"eval/{half}.yaml：评测问题与语料中的说法相同：{q}"
                         for q in eval_overlaps(owners, halves[half]))
+        problems.extend(f"eval/{half}.yaml：评测问题与拒答示例相同：{item.q}"
+                        for item in halves[half] if normalise(item.q) in out_of_scope)
     if len(halves) == 2:
         dev_keys = {normalise(item.q) for item in halves["dev"]}
         problems.extend(f"eval：问题同时出现在 dev 和 test 中：{item.q}"

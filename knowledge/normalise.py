@@ -39,12 +39,23 @@ def _fold_char(char: str) -> str:
     return char if unicodedata.category(char) in _KEPT_CATEGORIES else " "
 
 
+@lru_cache(maxsize=65536)
+def _traditional(char: str) -> bool:
+    return _T2S.convert(char) != char
+
+
+def to_simplified(text: str) -> str:
+    """OpenCC t2s, skipped for text without a traditional character (its pure-Python conversion is the
+    slowest step of building a large index)."""
+    return _T2S.convert(text) if any(map(_traditional, text)) else text
+
+
 @lru_cache(maxsize=4096)
 def clean(text: str) -> str:
     """Width-folded, simplified, lower-case text with every non-word character turned into one space."""
     text = unicodedata.normalize("NFKC", text)
     text = "".join(_fold_char(c) for c in text)
-    text = _T2S.convert(text).lower()
+    text = to_simplified(text).lower()
     return _SPACES.sub(" ", text).strip()
 
 

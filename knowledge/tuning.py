@@ -115,7 +115,7 @@ def _format(metrics: dict[str, float]) -> str:
 
 def tune(top: int = 5) -> list[str]:
     dev = load_eval("dev")
-    base = Engine.build()
+    base = Engine.build(keep_documents=True)
     lines = [f"tuning on dev: {len(dev)} questions ({sum(i.faq_id is None for i in dev)} out of domain)"]
     candidates = []
     keys = list(INDEX_GRID)
