@@ -30,6 +30,8 @@ ENTRIES = [
 COMMON = {"source": "general policy", "updated": "2026-01-01"}
 USERDICT = "异地就医备案 50 n\n生育津贴\n家庭共济\n医保卡\n"
 SYNONYMS = [["医保卡", "社保卡"], ["异地", "外地"], ["生育", "生孩子", "生娃"]]
+OUT_OF_SCOPE = [{"topic": "银行卡", "examples": ["银行卡丢了怎么挂失", "信用卡怎么申请"]},
+                {"topic": "天气", "examples": ["明天会下雨吗"]}]
 
 
 def write_corpus(root: Path, entries: list[dict] | None = None) -> Path:
@@ -39,4 +41,5 @@ def write_corpus(root: Path, entries: list[dict] | None = None) -> Path:
     (root / "faq" / "entries.yaml").write_text(yaml.safe_dump(items, allow_unicode=True), encoding="utf-8")
     (root / "userdict.txt").write_text(USERDICT, encoding="utf-8")
     (root / "synonyms.yaml").write_text(yaml.safe_dump(SYNONYMS, allow_unicode=True), encoding="utf-8")
+    (root / "out_of_scope.yaml").write_text(yaml.safe_dump(OUT_OF_SCOPE, allow_unicode=True), encoding="utf-8")
     return root

@@ -74,3 +74,21 @@ def test_lint_command_exit_status_follows_the_problems() -> None:
     result = _bot("faq", "lint")
     output = result.stdout.decode()
     assert result.returncode == (0 if output.strip().endswith("FAQ lint: ok") else 1), output
+
+
+def test_eval_prints_every_metric_for_both_halves() -> None:
+    result = _bot("faq", "eval")
+    assert result.returncode == 0, result.stderr.decode()
+    output = result.stdout.decode()
+    for half in ("[dev]", "[test]"):
+        assert half in output
+    for metric in ("top-1 accuracy", "recall@3", "MRR", "answered and right", "decline precision",
+                   "decline recall"):
+        assert output.count(metric) == 2, metric
+
+
+def test_explain_prints_the_analysis() -> None:
+    result = _bot("faq", "explain", "生育津帖去哪里领")
+    assert result.returncode == 0, result.stderr.decode()
+    explained = json.loads(result.stdout.decode())
+    assert "津贴" in explained["text"] and explained["ranked"]

@@ -45,6 +45,35 @@ def test_answers_offer_related_questions_of_the_same_category(engine: Engine) ->
     assert len(answer.suggestions) <= 3
 
 
+def test_a_question_closer_to_an_out_of_scope_phrasing_is_declined(engine: Engine) -> None:
+    # "挂失" and "卡" also match the FAQ entry on losing the medical-insurance card
+    assert engine.rank("银行卡丢了怎么挂失")[0].entry.id == "t-card-lost"
+    answer = engine.answer("银行卡丢了怎么挂失")
+    assert not answer.answered and answer.suggestions == []
+    assert engine.explain("银行卡丢了怎么挂失")["out_of_scope_topic"] == "银行卡"
+    assert engine.answer("医保卡丢了怎么挂失").faq_id == "t-card-lost"
+
+
+def test_a_bare_topic_word_matching_two_entries_is_not_answered_directly() -> None:
+    params = Params(answer_threshold=0.3, suggest_threshold=0.2, margin=0.0)
+    assert decide(0.9, 0.5, params, bare_topic=True) == "suggest"
+    assert decide(0.9, 0.1, params, bare_topic=True) == "answer"  # only one entry is about it
+    assert decide(0.9, 0.0, params, one_character=True) == "suggest"
+    assert decide(0.9, 0.5, params, out_of_scope_lead=0.05) == "decline"
+    assert decide(0.9, 0.5, params, out_of_scope_lead=-0.5) == "answer"
+
+
+def test_a_single_character_is_never_answered_directly(engine: Engine) -> None:
+    assert not engine.answer("卡").answered
+
+
+def test_explain_shows_the_analysis(engine: Engine) -> None:
+    explained = engine.explain("異地就醫備按怎麼辦理")
+    assert explained["corrected"] is True and "异地就医备案" in explained["text"]
+    assert explained["ranked"][0]["faq_id"] == "t-remote-filing"
+    assert engine.explain("")["reason"] == "empty"
+
+
 def test_an_ambiguous_question_gets_three_suggestions(engine: Engine) -> None:
     answer = engine.answer("异地备案")  # both filing entries match equally
     assert not answer.answered and answer.faq_id is None and answer.answer is None
