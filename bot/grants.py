@@ -120,3 +120,31 @@ async def note_sent(
 async def available(db: AsyncDatabase, openid: str, template_id: str) -> int:
     document = await db[COLLECTION].find_one({"openid": openid, "template_id": template_id})
     return int(document.get("available", 0)) if document else 0
+
+
+# --- grants held by one notification (added for the outbox dispatcher, scheduling/dispatch.py) -------
+# A dispatcher may die between taking a grant and sending. With ``hold_grant`` the grant document
+# remembers who took it (``holders``), in the same single-document update that decrements
+# ``available``, so the notification's next attempt finds its grant again instead of losing it or
+# taking a second one; ``release_grant`` ends the hold.
+
+
+async def hold_grant(db: AsyncDatabase, openid: str, template_id: str, holder: str) -> bool:
+    """Take one grant for ``holder`` (a notification id); True also when it already holds one."""
+    key = {"openid": openid, "template_id": template_id}
+    taken = await db[COLLECTION].update_one(
+        {**key, "available": {"$gt": 0}, "holders": {"$ne": holder}},
+        {"$inc": {"available": -1}, "$push": {"holders": holder}, "$set": {"updated_at": datetime.now(UTC)}},
+    )
+    if taken.modified_count == 1:
+        return True
+    return await db[COLLECTION].count_documents({**key, "holders": holder}, limit=1) == 1
+
+
+async def release_grant(db: AsyncDatabase, openid: str, template_id: str, holder: str, *, used: bool) -> None:
+    """End ``holder``'s hold: ``used`` when WeChat spent the grant (accepted, or 43101: there was
+    none), otherwise it is given back. Nothing happens when ``holder`` holds no grant."""
+    update: dict[str, Any] = {"$pull": {"holders": holder}, "$set": {"updated_at": datetime.now(UTC)}}
+    if not used:
+        update["$inc"] = {"available": 1}
+    await db[COLLECTION].update_one({"openid": openid, "template_id": template_id, "holders": holder}, update)

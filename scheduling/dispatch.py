@@ -14,8 +14,12 @@ first so that server looks documents up by ``_id``.
 Channels, in order, for each claimed notification (its inbox copy is written first, keyed by the
 notification id, so the inbox holds every notification whatever happens next):
 1. subscribe message, when the kind has a template id, the payload renders within WeChat's field
-   rules and ``bot.grants.take_grant`` wins a grant; a failed send gives the grant back unless
-   WeChat answered 43101 (there was no grant to give back);
+   rules and the user has a grant. ``bot.grants.hold_grant`` takes it for this notification in one
+   single-document update that also records the holder, so the notification keeps its grant through
+   transient retries and through a crash (the reclaimed attempt finds it instead of losing it or
+   taking a second). A permanent failure gives it back unless WeChat answered 43101 (there was no
+   grant to give back). No multi-document transaction: a dispatcher killed inside one would leave it
+   open on the server until the server's transaction lifetime runs out;
 2. customer-service text, when the user wrote to us within 48 hours (``bot.users.in_service_window``);
 3. the in-app inbox (already written): the notification is marked sent with channel ``inbox``.
 A permanent WeChat error moves on to the next channel (the reasons are kept in ``last_error``). A
@@ -32,7 +36,10 @@ and one database round trip, a few milliseconds per message in flight — leaves
 A time-out is the same window seen from the other side: WeChat may have accepted a request whose
 answer we never saw, and the retry repeats it. WeChat's send APIs take no idempotency key, so this
 window can be narrowed but not closed; everything else (claims, retries, inbox copies, grant
-bookkeeping) is idempotent or conditional on the claim token.
+bookkeeping) is idempotent or conditional on the claim token. ``tests/test_outbox_crash.py`` kills a
+worker with SIGKILL right after WeChat (the fake) accepted its 300th of 1,000 messages — the worst
+moment — and counts: nothing is lost, and the duplicates it reports (0 or 1 per kill so far) are
+notifications caught in this window.
 """
 
 from __future__ import annotations
@@ -234,35 +241,51 @@ class Dispatcher:
         errors: list[str] = []
         try:
             if await self._try_subscribe(document, rendered, errors):
-                return await self._mark_sent(document, SUBSCRIBE, errors, stats)
+                await self._mark_sent(document, SUBSCRIBE, errors, stats)
+                # WeChat spent the grant; ending the hold comes after recording the acceptance
+                await grants.release_grant(self.db, document["openid"], document["_holds"], str(document["_id"]),
+                                           used=True)
+                return
             if await self._try_customer_service(document, rendered, errors):
-                return await self._mark_sent(document, CUSTOMER_SERVICE, errors, stats)
+                await self._mark_sent(document, CUSTOMER_SERVICE, errors, stats)
+                return await self._give_back_grant(document, rendered)
         except _TransientError as exc:
             errors.append(exc.reason)
-            return await self._retry_later(document, errors, stats)
+            return await self._retry_later(document, rendered, errors, stats)
         OUTBOX_SENDS.labels(INBOX, "sent").inc()
         await self._mark_sent(document, INBOX, errors, stats)
+        await self._give_back_grant(document, rendered)
 
     async def _try_subscribe(self, document: dict[str, Any], rendered: Rendered, errors: list[str]) -> bool:
         template_id = rendered.template_id
         if self.wechat is None or template_id is None or rendered.data is None:
             return False
-        openid = document["openid"]
-        if not await grants.take_grant(self.db, openid, template_id):
+        openid, holder = document["openid"], str(document["_id"])
+        if not await grants.hold_grant(self.db, openid, template_id, holder):
             return False
+        document["_holds"] = template_id
         try:
             await self.wechat.send_subscribe_message(openid, template_id, rendered.data, rendered.page,
                                                      retry=NO_RETRY)
         except Exception as exc:
             transient = not isinstance(exc, WeChatError) or exc.transient
-            if not (isinstance(exc, WeChatError) and exc.errcode == NO_SUBSCRIPTION):
-                await grants.return_grant(self.db, openid, template_id)
             self._count_failure(SUBSCRIBE, exc, transient)
-            if transient:
+            if transient:  # the notification keeps its grant for the retry
                 raise _TransientError(_describe(SUBSCRIBE, exc)) from None
+            # 43101: WeChat had no grant, so there is nothing to give back
+            no_grant = isinstance(exc, WeChatError) and exc.errcode == NO_SUBSCRIPTION
+            await grants.release_grant(self.db, openid, template_id, holder, used=no_grant)
+            document.pop("_holds", None)
             errors.append(_describe(SUBSCRIBE, exc))
             return False
         return True
+
+    async def _give_back_grant(self, document: dict[str, Any], rendered: Rendered) -> None:
+        """A notification that may hold a grant (taken in this or an earlier, crashed or failed
+        attempt) and ends without a subscribe message gives it back."""
+        template_id = document.get("_holds") or rendered.template_id
+        if template_id and (document.get("_holds") or document.get("attempts", 1) > 1):
+            await grants.release_grant(self.db, document["openid"], template_id, str(document["_id"]), used=False)
 
     async def _try_customer_service(self, document: dict[str, Any], rendered: Rendered, errors: list[str]) -> bool:
         if self.wechat is None or not await users.in_service_window(self.db, document["openid"], self.clock()):
@@ -302,11 +325,14 @@ class Dispatcher:
         OUTBOX_DELAY.labels(channel).observe(max((now - document["due_at"]).total_seconds(), 0.0))
         stats.count(channel)
 
-    async def _retry_later(self, document: dict[str, Any], errors: list[str], stats: DispatchStats) -> None:
+    async def _retry_later(
+        self, document: dict[str, Any], rendered: Rendered, errors: list[str], stats: DispatchStats
+    ) -> None:
         now = self.clock()
         attempts = document.get("attempts", 1)
         reason = "; ".join(errors)
         if attempts >= self.policy.max_attempts:
+            await self._give_back_grant(document, rendered)
             update = {"$set": {"status": FAILED, "failed_at": now, "updated_at": now, "last_error": reason},
                       "$unset": {"lease_until": ""}}
             stats.failed += 1
