@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from prometheus_client import Counter
+
 from knowledge.corpus import DATA_DIR, CorpusError, Entry
 from knowledge.engine import MAX_QUESTION_CHARS, Answer, Engine, declined
 from knowledge.gaps import list_gaps, record_gap
@@ -24,6 +26,8 @@ __all__ = ["DATA_DIR", "MAX_QUESTION_CHARS", "Answer", "CorpusError", "Engine", 
            "current_engine", "entry", "install", "list_gaps", "record_gap", "search"]
 
 log = logging.getLogger(__name__)
+
+ANSWERS = Counter("faq_answers_total", "FAQ questions by decision (answer, suggest, decline)", ["decision"])
 
 _engine: Engine | None = None
 _build_lock = threading.Lock()
@@ -53,10 +57,12 @@ def install(engine: Engine) -> None:
 
 def answer(question: str) -> Answer:
     try:
-        return current_engine().answer(question)
+        result = current_engine().answer(question)
     except Exception:
         log.exception("FAQ engine failed")
-        return declined("unavailable")
+        result = declined("unavailable")
+    ANSWERS.labels(result.decision).inc()
+    return result
 
 
 def entry(faq_id: str) -> Entry | None:
