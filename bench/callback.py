@@ -207,8 +207,9 @@ async def run() -> None:
             processes.append(bare)
             await wait_until(f"http://{HOST}:{app_port}/readyz", app)
             await wait_until(f"http://{HOST}:{bare_port}/wechat/callback", bare)
-            print(f"callback benchmark: {len(texts)} FAQ questions, distinct MsgIds, plain mode, "
-                  f"embedded database, {os.cpu_count()} CPUs")
+            print(f"callback benchmark: {len(texts)} FAQ questions, distinct MsgIds, {USERS} users, plain mode, "
+                  f"embedded database, {os.cpu_count()} CPUs, load average before the run "
+                  f"{os.getloadavg()[0]:.1f} (other work on the machine skews the figures)")
             bare_result = await measure("bare", f"http://{HOST}:{bare_port}", texts)
             app_result = await measure("callback", f"http://{HOST}:{app_port}", texts)
             hits, misses = await faq_cache(f"http://{HOST}:{app_port}/metrics")
