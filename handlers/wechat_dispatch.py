@@ -132,6 +132,7 @@ class ChatDispatcher:
             late = delivery.late
             if not late:
                 delivery.ready.set_result(reply)  # the request answers now; the writes below follow
+            # independent writes, each group-committed with other messages' writes: start them together
             writes = [self._record_user(openid, facts["kind"] != "event" or event in WINDOW_EVENTS, subscribed)]
             if ctx is not None:
                 writes += [ctx.save_state(), ctx.run_after_reply()]

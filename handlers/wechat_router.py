@@ -95,6 +95,8 @@ class ChatContext:
 
     async def save_state(self) -> None:
         """Store what ``remember``/``forget`` changed (the dispatcher calls it after the reply)."""
+        if not self._changes:
+            return
         latest = {key: (value, ttl) for key, value, ttl in self._changes}  # the last change per key wins
         self._changes = []
         await asyncio.gather(*(chat_state.remember(self.db, self.openid, key, value, ttl, self.group)
@@ -102,9 +104,11 @@ class ChatContext:
 
     async def run_after_reply(self) -> None:
         work, self._after_reply = self._after_reply, []
-        for outcome in await asyncio.gather(*(item() for item in work), return_exceptions=True):
-            if isinstance(outcome, Exception):
-                log.error("after-reply work failed", exc_info=outcome)
+        for item in work:
+            try:
+                await item()
+            except Exception:
+                log.exception("after-reply work failed")
 
 
 def classify(message: BaseMessage, fields: dict[str, Any]) -> dict[str, Any]:
