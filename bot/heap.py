@@ -17,8 +17,16 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 
+_frozen = False
+
+
 async def freeze_startup_heap(app: web.Application) -> None:
-    """The last start-up step: collect once, then freeze what is left."""
+    """The last start-up step: collect once, then freeze what is left. Once per process: a process
+    that builds several apps (the test suite) must not pin every later app's garbage."""
+    global _frozen
+    if _frozen:
+        return
     gc.collect()
     gc.freeze()
+    _frozen = True
     log.info("start-up heap frozen", extra={"objects": gc.get_freeze_count()})
