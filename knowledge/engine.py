@@ -3,8 +3,11 @@
 A question goes through normalisation → synonym rewriting → jieba → pinyin typo correction → terms for
 both index channels → ranked entries → a decision with two thresholds:
 
+- an out-of-scope phrasing ("银行卡丢了怎么挂失") matches about as well as the best FAQ evidence:
+  decline;
 - the best entry scores at least ``answer_threshold`` and leads the next entry by ``margin``: answer it
-  (with up to three related questions the chat can offer by number);
+  (with up to three related questions the chat can offer by number) — unless the question is a bare
+  topic word that another entry also matches, or a single character;
 - it scores at least ``suggest_threshold``: do not answer, offer the three best questions ("您是不是想问");
 - otherwise decline with a helpful fallback (rephrase, a person, the 12393 hotline); the caller records
   the question as a knowledge gap.
@@ -50,7 +53,7 @@ class Params:
     answer_threshold: float = 0.45
     suggest_threshold: float = 0.3
     margin: float = 0.1
-    # Decline when an out-of-scope phrasing scores higher than the best FAQ phrasing minus this.
+    # Decline when an out-of-scope phrasing scores higher than the best FAQ evidence minus this.
     out_of_scope_margin: float = 0.1
 
 
