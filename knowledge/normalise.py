@@ -15,10 +15,11 @@ from opencc import OpenCC
 
 _T2S = OpenCC("t2s")
 
-# Unicode categories kept as they are: letters, marks (combining accents) and digits. Everything else
-# (punctuation, symbols and emoji, separators, controls, format characters such as ZWJ and variation
-# selectors, surrogates, private use) becomes a space, so it also separates words.
-_KEPT_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No"})
+# Letters and digits (Unicode categories L* and N*, exactly what ``\w`` keeps besides "_") stay; every run
+# of anything else (punctuation, symbols and emoji, separators, controls, format characters such as ZWJ
+# and variation selectors, combining marks, surrogates, private use) becomes one space, so it also
+# separates words.
+_NOT_WORD = re.compile(r"[\W_]+")
 _SPACES = re.compile(r"\s+")
 
 # Greetings, thanks and politeness formulas. Longer forms first so the regex removes them whole.
@@ -35,10 +36,6 @@ _POLITENESS_RE = re.compile("|".join(re.escape(p) for p in sorted(_POLITENESS, k
 _ASCII_GREETING_RE = re.compile(r"(?<![a-z])(hello|hi)(?![a-z])")
 
 
-def _fold_char(char: str) -> str:
-    return char if unicodedata.category(char) in _KEPT_CATEGORIES else " "
-
-
 @lru_cache(maxsize=65536)
 def _traditional(char: str) -> bool:
     return _T2S.convert(char) != char
@@ -53,10 +50,8 @@ def to_simplified(text: str) -> str:
 @lru_cache(maxsize=4096)
 def clean(text: str) -> str:
     """Width-folded, simplified, lower-case text with every non-word character turned into one space."""
-    text = unicodedata.normalize("NFKC", text)
-    text = "".join(_fold_char(c) for c in text)
-    text = to_simplified(text).lower()
-    return _SPACES.sub(" ", text).strip()
+    text = _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text))
+    return to_simplified(text).lower().strip()
 
 
 def strip_politeness(cleaned: str) -> str:
