@@ -23,7 +23,7 @@ from knowledge.engine import MAX_QUESTION_CHARS, Answer, Engine, declined
 from knowledge.gaps import list_gaps, record_gap
 
 __all__ = ["DATA_DIR", "MAX_QUESTION_CHARS", "Answer", "CorpusError", "Engine", "Entry", "answer",
-           "current_engine", "entry", "install", "list_gaps", "record_gap", "search"]
+           "current_engine", "entry", "install", "installed_engine", "list_gaps", "record_gap", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def current_engine() -> Engine:
 
 
 def installed_engine() -> Engine | None:
+    """The engine in use, or None before the first build (identity changes on every hot reload)."""
     return _engine
 
 
