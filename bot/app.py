@@ -54,7 +54,10 @@ def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupC
     contexts: list[CleanupContext] = [wechat_context, chat_context, faq_reload_context, templates_context,
                                       identity_key_context]
     if scheduler:
+        from scheduling.dispatch import dispatch_context
+
         contexts.append(scheduler_context)
+        contexts.append(dispatch_context)  # after the scheduler: unwinds first, so dispatch ends gracefully
     return contexts
 
 

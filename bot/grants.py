@@ -124,21 +124,27 @@ async def available(db: AsyncDatabase, openid: str, template_id: str) -> int:
 
 # --- grants held by one notification (added for the outbox dispatcher, scheduling/dispatch.py) -------
 # A dispatcher may die between taking a grant and sending. With ``hold_grant`` the grant document
-# remembers who took it (``holders``), in the same single-document update that decrements
-# ``available``, so the notification's next attempt finds its grant again instead of losing it or
-# taking a second one; ``release_grant`` ends the hold.
+# remembers who took it (``holders``, the last HOLDERS_KEPT), in the same single-document update
+# that decrements ``available``, so the notification's next attempt finds its grant again instead
+# of losing it or taking a second one. ``release_grant`` ends a hold that did not lead to a
+# delivered message; a delivered one needs no extra write (its entry ages out of ``holders``).
+HOLDERS_KEPT = 50
 
 
-async def hold_grant(db: AsyncDatabase, openid: str, template_id: str, holder: str) -> bool:
-    """Take one grant for ``holder`` (a notification id); True also when it already holds one."""
+async def hold_grant(
+    db: AsyncDatabase, openid: str, template_id: str, holder: str, *, may_hold_already: bool = True
+) -> bool:
+    """Take one grant for ``holder`` (a notification id); True also when it already holds one
+    (pass ``may_hold_already=False`` on a first attempt to skip that check)."""
     key = {"openid": openid, "template_id": template_id}
     taken = await db[COLLECTION].update_one(
         {**key, "available": {"$gt": 0}, "holders": {"$ne": holder}},
-        {"$inc": {"available": -1}, "$push": {"holders": holder}, "$set": {"updated_at": datetime.now(UTC)}},
+        {"$inc": {"available": -1}, "$push": {"holders": {"$each": [holder], "$slice": -HOLDERS_KEPT}},
+         "$set": {"updated_at": datetime.now(UTC)}},
     )
     if taken.modified_count == 1:
         return True
-    return await db[COLLECTION].count_documents({**key, "holders": holder}, limit=1) == 1
+    return may_hold_already and await db[COLLECTION].count_documents({**key, "holders": holder}, limit=1) == 1
 
 
 async def release_grant(db: AsyncDatabase, openid: str, template_id: str, holder: str, *, used: bool) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from bot.templates import TemplateBook
     from bot.wechat_api import WeChatClient
     from handlers.wechat_dispatch import ChatDispatcher
+    from scheduling.dispatch import DispatchControl
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 MONGO: web.AppKey[AsyncMongoClient] = web.AppKey("mongo")
@@ -23,3 +24,4 @@ WECHAT: web.AppKey[WeChatClient] = web.AppKey("wechat")
 CHAT: web.AppKey[ChatDispatcher] = web.AppKey("chat")
 TEMPLATES: web.AppKey[TemplateBook] = web.AppKey("templates")
 IDENTITY_KEY: web.AppKey[bytes | None] = web.AppKey("identity_key")
+DISPATCH: web.AppKey[DispatchControl] = web.AppKey("dispatch")

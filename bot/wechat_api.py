@@ -153,6 +153,9 @@ class WeChatClient:
         self.refresh_margin = refresh_margin
         self._holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._token_lock = asyncio.Lock()
+        # this process's copy of the shared cached token: saves a database read per API call (added
+        # for the outbox dispatcher); dropped when WeChat rejects the token
+        self._token_copy: dict[str, Any] | None = None
         self._lease_ttl = timedelta(seconds=timeout * 2 + 5)
 
     @property
@@ -213,8 +216,11 @@ class WeChatClient:
     async def access_token(self) -> str:
         """A valid access token: from the shared cache, or freshly fetched by one caller at a time."""
         self._require_configuration()
+        if self._fresh(self._token_copy):
+            return self._token_copy["access_token"]
         document = await self._db[TOKENS_COLLECTION].find_one({"_id": self._app_id})
         if self._fresh(document):
+            self._token_copy = document
             return document["access_token"]
         return await self._refresh(stale=None)
 
@@ -293,6 +299,7 @@ class WeChatClient:
             except WeChatError as exc:
                 if token is not None and exc.errcode in TOKEN_ERRORS and not token_replaced:
                     token_replaced = True  # refresh once and retry once; not counted as a failure
+                    self._token_copy = None
                     log.warning("wechat rejected the access token", extra={"api": api, "errcode": exc.errcode})
                     await self._refresh(stale=token)
                     continue

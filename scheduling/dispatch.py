@@ -29,9 +29,11 @@ inbox copy stays). The WeChat client is called without its own retries: the sche
 retry policy, and it survives restarts.
 
 Exactly once, and the window left. WeChat's acceptance is written (``status: sent``, channel,
-``sent_at``) by the very next operation after the API call returns. A crash between the moment
-WeChat accepts a message and the moment that write is durable — the answer's trip back, parsing it
-and one database round trip, a few milliseconds per message in flight — leaves the notification
+``sent_at``) by the very next operation after the API call returns (under load, together with the
+acceptances that arrived while the previous such write was in flight: ``_AcceptanceRecorder``). A
+crash between the moment WeChat accepts a message and the moment that write is durable — the
+answer's trip back, parsing it and one or two database round trips, a few milliseconds per message
+in flight — leaves the notification
 ``sending``; when its lease expires another instance sends it again, and the person gets it twice.
 A time-out is the same window seen from the other side: WeChat may have accepted a request whose
 answer we never saw, and the retry repeats it. WeChat's send APIs take no idempotency key, so this
@@ -45,13 +47,15 @@ notifications caught in this window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,10 +67,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from bot import grants, inbox, users
 from bot.config import Settings
-from bot.keys import DB, SETTINGS, TEMPLATES, WECHAT
+from bot.keys import DB, DISPATCH, SETTINGS, TEMPLATES, WECHAT
 from bot.outbox import COLLECTION, FAILED, PENDING, SENDING, SENT
 from bot.templates import Rendered, TemplateBook
 from bot.wechat_api import NO_RETRY, NO_SUBSCRIPTION, WeChatClient, WeChatError
+from scheduling.acceptance_journal import AcceptanceJournal
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +94,24 @@ OUTBOX_OLDEST = Gauge("outbox_oldest_pending_age_seconds", "How long the oldest 
 
 INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}"
 
+# The job ticks every 2 s and each run keeps polling for 1.5 s, so a new notification waits at most
+# about half a second for a dispatcher instead of a whole tick.
+DISPATCH_EVERY = timedelta(seconds=2)
+DISPATCH_LINGER = timedelta(seconds=1.5)
+SHUTDOWN_GRACE = timedelta(seconds=20)
+
 
 @dataclass(frozen=True)
 class DispatchPolicy:
-    concurrency: int = 32
+    concurrency: int = 64
     lease: timedelta = timedelta(seconds=60)
     max_attempts: int = 8
     retry_base: timedelta = timedelta(seconds=10)
     retry_cap: timedelta = timedelta(hours=1)
-    scan_limit: int = 2000  # candidates read per scan
+    scan_limit: int = 10000  # candidate ids read per scan (the embedded server reads every match anyway)
     time_budget: timedelta = timedelta(seconds=30)  # one run stops claiming after this
+    linger: timedelta = timedelta(0)  # keep polling for new notifications this long before returning
+    idle_poll: timedelta = timedelta(seconds=0.25)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DispatchPolicy:
@@ -106,9 +119,11 @@ class DispatchPolicy:
                    max_attempts=settings.outbox_max_attempts,
                    retry_base=timedelta(seconds=settings.outbox_retry_base_seconds))
 
+    claimers: int = 4  # claim batches in flight at once
+
     @property
     def claim_batch(self) -> int:
-        return max(1, self.concurrency // 4)
+        return max(1, self.concurrency // 2)
 
 
 def backoff(attempt: int, base: timedelta, cap: timedelta, rand: Callable[[], float] = random.random) -> timedelta:
@@ -140,6 +155,60 @@ def _describe(channel: str, exc: BaseException) -> str:
     return f"{channel}: {type(exc).__name__}: {exc}"
 
 
+async def _awaitable(value: Any) -> Any:
+    return await value if asyncio.iscoroutine(value) else value
+
+
+class _AcceptanceRecorder:
+    """Writes "sent" as soon as a channel accepted a notification. When no write is in flight the
+    record goes out at once; records that arrive while one is in flight wait for it and then go
+    together, one ``update_many`` per (channel, last_error) — under load this halves the database
+    work per message, and each record still waits only for the write before it.
+
+    Not conditional on the claim token: WeChat has accepted, so this must be recorded even if the
+    lease ran out meanwhile. Filters list ``_id`` first (see the module docstring).
+    """
+
+    def __init__(self, collection: Any, clock: Callable[[], datetime]) -> None:
+        self.collection = collection
+        self.clock = clock
+        self.pending: list[tuple[Any, str, str | None, asyncio.Future[None]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def record(self, notification_id: Any, channel: str, last_error: str | None) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((notification_id, channel, last_error, done))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            groups: dict[tuple[str, str | None], list[Any]] = {}
+            for notification_id, channel, last_error, _ in batch:
+                groups.setdefault((channel, last_error), []).append(notification_id)
+            now = self.clock()
+            try:
+                results = await asyncio.gather(*(
+                    self.collection.update_many(
+                        {"_id": {"$in": ids}, "status": SENDING},
+                        {"$set": {"status": SENT, "channel": channel, "sent_at": now, "updated_at": now,
+                                  "last_error": last_error}, "$unset": {"lease_until": ""}})
+                    for (channel, last_error), ids in groups.items()))
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            lost = sum(len(ids) for ids in groups.values()) - sum(r.modified_count for r in results)
+            if lost:
+                log.warning("notifications were no longer ours when recorded as sent", extra={"count": lost})
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -150,6 +219,8 @@ class Dispatcher:
         *,
         holder: str = INSTANCE_ID,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        journal: AcceptanceJournal | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.db = db
         self.collection = db[COLLECTION]
@@ -158,37 +229,67 @@ class Dispatcher:
         self.policy = policy
         self.holder = holder
         self.clock = clock
+        self.journal = journal
+        self.stopping = stopping or asyncio.Event()  # set: claim nothing more, finish what is in flight
+        self._acceptances = _AcceptanceRecorder(self.collection, clock)
 
     # --- the run ---------------------------------------------------------------------------------
 
     async def run(self) -> DispatchStats:
-        """Deliver everything due now (until the time budget is spent); returns what happened."""
+        """Deliver everything due now (until the time budget is spent); returns what happened.
+
+        A pipeline: up to ``claimers`` claim batches run at once (each a few round trips to the
+        database), and their notifications are sent with at most ``concurrency`` sends at once (a
+        semaphore). A claimed notification waits at most for a free send slot, well inside its lease.
+        """
         stats = DispatchStats()
-        slots = asyncio.Semaphore(self.policy.concurrency)
-        tasks: set[asyncio.Task[None]] = set()
-        deadline = time.monotonic() + self.policy.time_budget.total_seconds()
+        sends = asyncio.Semaphore(self.policy.concurrency)
+        claims = asyncio.Semaphore(self.policy.claimers)
+        claiming: set[asyncio.Task[None]] = set()
+        sending: set[asyncio.Task[None]] = set()
+        started = time.monotonic()
+        deadline = started + self.policy.time_budget.total_seconds()
+        linger_until = started + self.policy.linger.total_seconds()
+        idle_poll = self.policy.idle_poll.total_seconds()
+
+        async def claim_and_send(chunk: list[tuple[Any, str]]) -> None:
+            try:
+                claimed = await self._claim(chunk)
+                stats.claimed += len(claimed)
+                for document, rendered in claimed:
+                    await sends.acquire()  # holding the claim slot meanwhile: claims never run far ahead
+                    task = asyncio.create_task(self._deliver_in_slot(sends, document, rendered, stats))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+            finally:
+                claims.release()
+
+        if self.journal is not None:
+            await self.journal.replay(self.collection)
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not self.stopping.is_set():
                 candidates = await self._candidates()
                 if not candidates:
-                    break
-                for start in range(0, len(candidates), self.policy.claim_batch):
-                    if time.monotonic() >= deadline:
+                    if time.monotonic() + idle_poll > linger_until:
                         break
-                    chunk = candidates[start:start + self.policy.claim_batch]
-                    for _ in chunk:  # claim only what can start at once: a claimed item never waits
-                        await slots.acquire()
-                    claimed = await self._claim(chunk)
-                    for _ in range(len(chunk) - len(claimed)):
-                        slots.release()
-                    stats.claimed += len(claimed)
-                    for document, rendered in claimed:
-                        task = asyncio.create_task(self._deliver_in_slot(slots, document, rendered, stats))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
+                    with contextlib.suppress(TimeoutError):  # new notifications go out within this, not the next tick
+                        await asyncio.wait_for(self.stopping.wait(), idle_poll)
+                    continue
+                for start in range(0, len(candidates), self.policy.claim_batch):
+                    if time.monotonic() >= deadline or self.stopping.is_set():
+                        break
+                    await claims.acquire()
+                    task = asyncio.create_task(claim_and_send(candidates[start:start + self.policy.claim_batch]))
+                    claiming.add(task)
+                    task.add_done_callback(claiming.discard)
+                if claiming:  # the next scan should not find our own claims in flight
+                    await asyncio.gather(*claiming, return_exceptions=True)
         finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            for group in (claiming, sending):
+                if group:
+                    await asyncio.gather(*group, return_exceptions=True)
+            if self.journal is not None:
+                self.journal.confirm_all()
         return stats
 
     async def _deliver_in_slot(
@@ -232,8 +333,31 @@ class Dispatcher:
         documents = await self.collection.find(
             {"_id": {"$in": [i for i, _ in chunk]}, "claim_token": token}).to_list()
         claimed = [(doc, self.templates.render(doc["kind"], doc.get("payload") or {})) for doc in documents]
-        await inbox.add_copies(self.db, [inbox.entry_for(doc, r.title, r.text, r.page) for doc, r in claimed])
+        await asyncio.gather(
+            inbox.add_copies(self.db, [inbox.entry_for(doc, r.title, r.text, r.page) for doc, r in claimed]),
+            self._prefetch_channels(claimed, now))
         return claimed
+
+    async def _prefetch_channels(self, claimed: list[tuple[dict[str, Any], Rendered]], now: datetime) -> None:
+        """Read the grants and the customer-service windows of a claimed batch in two queries
+        instead of two per notification (the database, not WeChat, limits the send rate). A value
+        that changes before the send is harmless: taking a grant is conditional, and WeChat answers
+        45015 for a window that closed."""
+        if self.wechat is None or not claimed:
+            return
+        openids = list({doc["openid"] for doc, _ in claimed})
+        template_ids = list({r.template_id for _, r in claimed if r.template_id})
+        grant_query = self.db[grants.COLLECTION].find(
+            {"openid": {"$in": openids}, "template_id": {"$in": template_ids}},
+            {"openid": 1, "template_id": 1, "available": 1, "holders": 1}).to_list() if template_ids else []
+        window_query = self.db[users.COLLECTION].find(
+            {"_id": {"$in": openids}, "last_message_at": {"$gt": now - users.SERVICE_WINDOW}}, {"_id": 1}).to_list()
+        found_states, found_users = await asyncio.gather(_awaitable(grant_query), window_query)
+        states = {(state["openid"], state["template_id"]): state for state in found_states}
+        opened = {user["_id"] for user in found_users}
+        for doc, rendered in claimed:
+            doc["_grant_state"] = states.get((doc["openid"], rendered.template_id or ""))
+            doc["_window_open"] = doc["openid"] in opened
 
     # --- one notification ------------------------------------------------------------------------
 
@@ -241,12 +365,10 @@ class Dispatcher:
         errors: list[str] = []
         try:
             if await self._try_subscribe(document, rendered, errors):
-                await self._mark_sent(document, SUBSCRIBE, errors, stats)
-                # WeChat spent the grant; ending the hold comes after recording the acceptance
-                await grants.release_grant(self.db, document["openid"], document["_holds"], str(document["_id"]),
-                                           used=True)
-                return
+                self._journal(document, SUBSCRIBE)
+                return await self._mark_sent(document, SUBSCRIBE, errors, stats)
             if await self._try_customer_service(document, rendered, errors):
+                self._journal(document, CUSTOMER_SERVICE)
                 await self._mark_sent(document, CUSTOMER_SERVICE, errors, stats)
                 return await self._give_back_grant(document, rendered)
         except _TransientError as exc:
@@ -261,7 +383,17 @@ class Dispatcher:
         if self.wechat is None or template_id is None or rendered.data is None:
             return False
         openid, holder = document["openid"], str(document["_id"])
-        if not await grants.hold_grant(self.db, openid, template_id, holder):
+        # a read first (usually prefetched for the batch): most users hold no grant, and a read is
+        # cheaper than a write that matches nothing
+        if "_grant_state" in document:
+            state = document["_grant_state"]
+        else:
+            state = await self.db[grants.COLLECTION].find_one({"openid": openid, "template_id": template_id},
+                                                              {"available": 1, "holders": 1})
+        if not state or (state.get("available", 0) <= 0 and holder not in state.get("holders", [])):
+            return False
+        if not await grants.hold_grant(self.db, openid, template_id, holder,
+                                       may_hold_already=document.get("attempts", 1) > 1):
             return False
         document["_holds"] = template_id
         try:
@@ -288,7 +420,12 @@ class Dispatcher:
             await grants.release_grant(self.db, document["openid"], template_id, str(document["_id"]), used=False)
 
     async def _try_customer_service(self, document: dict[str, Any], rendered: Rendered, errors: list[str]) -> bool:
-        if self.wechat is None or not await users.in_service_window(self.db, document["openid"], self.clock()):
+        if self.wechat is None:
+            return False
+        if "_window_open" in document:
+            if not document["_window_open"]:
+                return False
+        elif not await users.in_service_window(self.db, document["openid"], self.clock()):
             return False
         try:
             await self.wechat.send_custom_text(document["openid"], rendered.text, retry=NO_RETRY)
@@ -307,21 +444,20 @@ class Dispatcher:
         if not isinstance(exc, WeChatError):
             log.warning("unexpected error while sending", exc_info=exc, extra={"channel": channel})
 
+    def _journal(self, document: dict[str, Any], channel: str) -> None:
+        if self.journal is not None:
+            self.journal.accepted(document["_id"], channel)
+
     async def _mark_sent(self, document: dict[str, Any], channel: str, errors: list[str], stats: DispatchStats) -> None:
         now = self.clock()
-        # Not conditional on the claim token: WeChat has accepted, so this must be recorded even if
-        # our lease ran out meanwhile. ``_id`` first (see the module docstring).
-        result = await self.collection.update_one(
-            {"_id": document["_id"], "status": SENDING},
-            {"$set": {"status": SENT, "channel": channel, "sent_at": now, "updated_at": now,
-                      "last_error": "; ".join(errors) or None},
-             "$unset": {"lease_until": ""}},
-        )
+        try:
+            await self._acceptances.record(document["_id"], channel, "; ".join(errors) or None)
+        except Exception:
+            if self.journal is not None:
+                self.journal.unconfirmed = True  # replayed from the file at the next run
+            raise
         if channel != INBOX:
             OUTBOX_SENDS.labels(channel, "sent").inc()
-        if result.modified_count != 1:
-            log.warning("notification was no longer ours when recorded as sent",
-                        extra={"notification": str(document["_id"]), "channel": channel})
         OUTBOX_DELAY.labels(channel).observe(max((now - document["due_at"]).total_seconds(), 0.0))
         stats.count(channel)
 
@@ -351,18 +487,54 @@ class Dispatcher:
 # --- jobs ----------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class DispatchControl:
+    """Per application: the process's acceptance journal and the graceful stop of its runs."""
+
+    journal: AcceptanceJournal
+    stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+
+async def dispatch_context(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context, after the scheduler's: on shutdown the running dispatch stops claiming and
+    finishes its sends (so their acceptances are recorded) before the scheduler cancels its jobs."""
+    control = DispatchControl(AcceptanceJournal(app[SETTINGS].data_dir, INSTANCE_ID))
+    control.idle.set()
+    app[DISPATCH] = control
+    try:
+        yield
+    finally:
+        control.stopping.set()
+        try:
+            await asyncio.wait_for(control.idle.wait(), SHUTDOWN_GRACE.total_seconds())
+        except TimeoutError:
+            log.warning("outbox dispatch still running at shutdown; its leases will expire and be reclaimed")
+        control.journal.close()
+
+
 def dispatcher_for(app: web.Application) -> Dispatcher | None:
     templates = app.get(TEMPLATES)  # absent when the template file failed validation (readiness says why)
     if templates is None:
         return None
-    return Dispatcher(app[DB], app.get(WECHAT), templates, DispatchPolicy.from_settings(app[SETTINGS]))
+    control = app.get(DISPATCH)
+    policy = dataclasses.replace(DispatchPolicy.from_settings(app[SETTINGS]), linger=DISPATCH_LINGER)
+    return Dispatcher(app[DB], app.get(WECHAT), templates, policy,
+                      journal=control.journal if control else None, stopping=control.stopping if control else None)
 
 
 async def dispatch_job(app: web.Application) -> None:
     dispatcher = dispatcher_for(app)
-    if dispatcher is None:
+    control = app.get(DISPATCH)
+    if dispatcher is None or dispatcher.stopping.is_set():
         return
-    stats = await dispatcher.run()
+    if control is not None:
+        control.idle.clear()
+    try:
+        stats = await dispatcher.run()
+    finally:
+        if control is not None:
+            control.idle.set()
     if stats.claimed:
         log.info("outbox dispatched", extra={"claimed": stats.claimed, "sent": stats.sent,
                                              "retried": stats.retried, "failed": stats.failed})
@@ -383,5 +555,5 @@ def dispatch_jobs() -> list[Any]:
     """Not exclusive: claims make concurrent dispatchers in several instances safe."""
     from scheduling.jobs import Job
 
-    return [Job("outbox-dispatch", timedelta(seconds=2), dispatch_job),
+    return [Job("outbox-dispatch", DISPATCH_EVERY, dispatch_job),
             Job("outbox-stats", timedelta(seconds=15), outbox_stats_job)]

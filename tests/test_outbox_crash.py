@@ -29,15 +29,15 @@ async def seed(db, fake: FakeWeChat) -> None:
     """250 residents with 4 notifications each; half of them hold subscribe grants, half wrote to us."""
     for resident in range(TOTAL // 4):
         openid = f"crash-{resident:04d}"
+        # WeChat allows more than the 4 messages each resident gets (grants, customer-service quota):
+        # a duplicate, which spends one of WeChat's, then cannot push the resident's last message
+        # to the inbox, so the fake's count measures deliveries and duplicates, not quota bookkeeping
         if resident % 2:
             await grants.add_grant(db, openid, TEMPLATE, 4)
-            # WeChat holds one acceptance more than we recorded: a duplicate (which spends one of
-            # WeChat's) then cannot push this user's last message to the inbox, so the fake's
-            # count measures deliveries and duplicates, not grant bookkeeping
-            fake.grant(openid, TEMPLATE, 5)
+            fake.grant(openid, TEMPLATE, 8)
         else:
             await users.record_interaction(db, openid, opens_window=True)
-            fake.open_window(openid, quota=5)
+            fake.open_window(openid, quota=8)
         for n in range(4):
             number = resident * 4 + n
             await outbox.enqueue(db, kind="settlement_status", openid=openid,
@@ -83,8 +83,10 @@ async def test_sigkill_in_the_middle_loses_nothing(db, fake_wechat, mongo_uri, d
             assert first.returncode is None, log_path.read_text()
             return len(fake_wechat.sent) >= KILL_AFTER
         await wait_for(enough_sent, 45, "the first worker to send")
+        at_signal = len(fake_wechat.sent)
         os.kill(first.pid, signal.SIGKILL)
         await first.wait()
+        await asyncio.sleep(0.5)  # requests already on their way are still answered by WeChat
     finally:
         if first.returncode is None:
             first.kill()
@@ -107,10 +109,13 @@ async def test_sigkill_in_the_middle_loses_nothing(db, fake_wechat, mongo_uri, d
             second.kill()
             await second.wait()
 
+    journaled = await db.notifications.count_documents({"last_error": {"$regex": "journal"}})
     counts = Counter(marker(sent) for sent in fake_wechat.sent)
     missing = [f"C{n:04d}" for n in range(TOTAL) if counts[f"C{n:04d}"] == 0]
     duplicates = sum(n - 1 for n in counts.values() if n > 1)
-    print(f"\ncrash test: killed after {at_kill} accepted messages with {in_flight} notifications in flight; "
+    print(f"\ncrash test: SIGKILL when WeChat had accepted {at_signal} messages; {at_kill - at_signal} more requests "
+          f"already on their way were accepted after it; {in_flight} notifications were claimed; "
+          f"{journaled} recorded from the dead worker's journal; "
           f"{TOTAL} sent, {len(missing)} missing, {duplicates} duplicates")
     assert missing == []
     assert len(counts) == TOTAL and await db.inbox.count_documents({}) == TOTAL
