@@ -20,9 +20,10 @@ async def _seed_demo_resident(client: AsyncMongoClient, db: AsyncDatabase, setti
 
 
 def seeders() -> list[Seeder]:
+    from bot.settlement_demo import seed_settlement_demo
     from scheduling.seed import seed_booking_demo
 
-    return [_seed_demo_resident, seed_booking_demo]
+    return [_seed_demo_resident, seed_booking_demo, seed_settlement_demo]
 
 
 async def seed_demo(client: AsyncMongoClient, db: AsyncDatabase, settings: Settings) -> list[str]:

@@ -28,20 +28,24 @@ exponential backoff and jitter; after ``max_attempts`` it ends ``failed`` with t
 inbox copy stays). The WeChat client is called without its own retries: the schedule here is the
 retry policy, and it survives restarts.
 
-Exactly once, and the window left. WeChat's acceptance is written (``status: sent``, channel,
-``sent_at``) by the very next operation after the API call returns (under load, together with the
-acceptances that arrived while the previous such write was in flight: ``_AcceptanceRecorder``). A
-crash between the moment WeChat accepts a message and the moment that write is durable — the
-answer's trip back, parsing it and one or two database round trips, a few milliseconds per message
-in flight — leaves the notification
-``sending``; when its lease expires another instance sends it again, and the person gets it twice.
-A time-out is the same window seen from the other side: WeChat may have accepted a request whose
-answer we never saw, and the retry repeats it. WeChat's send APIs take no idempotency key, so this
-window can be narrowed but not closed; everything else (claims, retries, inbox copies, grant
-bookkeeping) is idempotent or conditional on the claim token. ``tests/test_outbox_crash.py`` kills a
-worker with SIGKILL right after WeChat (the fake) accepted its 300th of 1,000 messages — the worst
-moment — and counts: nothing is lost, and the duplicates it reports (0 or 1 per kill so far) are
-notifications caught in this window.
+Exactly once, and the window left. Right after the API call returns, the acceptance goes into this
+process's local journal (one ``write()``, microseconds, survives the death of the process:
+``scheduling/acceptance_journal.py``) and then into the database (``status: sent``, channel,
+``sent_at``; under load together with the acceptances that arrived while the previous such write
+was in flight: ``_AcceptanceRecorder``). A dispatcher on the same ``DATA_DIR`` replays a dead
+process's journal before it claims anything, so a restarted process does not send again what was
+delivered. The window that remains: a crash while a request is on its way to WeChat or its answer on
+its way back (WeChat accepts, we never learn it — a few milliseconds per message in flight), or a
+machine that never comes back (another instance reclaims after the lease, and the messages accepted
+in the last database round trip go out again). A time-out is the same window seen from the other
+side: WeChat may have accepted a request whose answer we never saw, and the retry repeats it.
+WeChat's send APIs take no idempotency key, so this window can be narrowed but not closed;
+everything else (claims, retries, inbox copies, grant bookkeeping) is idempotent or conditional on
+the claim token. At shutdown (SIGTERM) the running dispatch stops claiming and finishes its sends
+before the scheduler stops (``dispatch_context``). ``tests/test_outbox_crash.py`` kills a worker with
+SIGKILL right after WeChat (the fake) accepted its 300th of 1,000 messages — the worst moment — and
+counts: nothing is lost; the duplicates it reports (0 to 7 per kill so far, at 64 sends in flight)
+are the requests and answers that were on the wire.
 """
 
 from __future__ import annotations
@@ -112,14 +116,13 @@ class DispatchPolicy:
     time_budget: timedelta = timedelta(seconds=30)  # one run stops claiming after this
     linger: timedelta = timedelta(0)  # keep polling for new notifications this long before returning
     idle_poll: timedelta = timedelta(seconds=0.25)
+    claimers: int = 4  # claim batches in flight at once (each holds its notifications until they get a send slot)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DispatchPolicy:
         return cls(concurrency=settings.outbox_concurrency, lease=timedelta(seconds=settings.outbox_lease_seconds),
                    max_attempts=settings.outbox_max_attempts,
                    retry_base=timedelta(seconds=settings.outbox_retry_base_seconds))
-
-    claimers: int = 4  # claim batches in flight at once
 
     @property
     def claim_batch(self) -> int:

@@ -188,3 +188,14 @@ async def test_production_without_identity_key_refuses_identity_work(make_client
 def test_shipped_templates_validate():
     book = TemplateBook.load()
     assert book.template_ids() == set()  # ids come from WECHAT_TEMPLATE_IDS per account
+
+
+async def test_demo_seeder_is_idempotent(mongo_client, db, settings):
+    from bot.settlement_demo import DEMO_OPENID, seed_settlement_demo
+
+    first = await seed_settlement_demo(mongo_client, db, settings)
+    again = await seed_settlement_demo(mongo_client, db, settings)
+    assert first == again and "2 笔结算记录" in first[0]
+    assert await db.settlements.count_documents({}) == 2
+    assert await db.insured_identities.count_documents({"openid": DEMO_OPENID}) == 1
+    assert await db.notifications.count_documents({"openid": DEMO_OPENID}) == 3  # bind (0) + 3 status changes
