@@ -6,8 +6,9 @@ child), in its own process; the bare server (one route answering "success") too.
 taken from the FAQ corpus, so every message is deduplicated, recorded and answered from the FAQ.
 
 For each server it prints
-- latency p50/p99 under an open-loop load of RATE requests/s for DURATION seconds (latency measured
-  from each request's scheduled start, so a stalled server is not hidden by the generator waiting);
+- latency p50/p99 under an open-loop load of RATE/2 requests/s for DURATION/2 seconds, then of RATE
+  requests/s for DURATION seconds (latency measured from each request's scheduled start, so a
+  stalled server is not hidden by the generator waiting);
 - throughput: completed requests/s with CONCURRENCY requests in flight for THROUGHPUT_SECONDS;
 and the ratios callback/bare. Target: p99 under 100 ms at 500 requests/s.
 Usage: .venv/bin/python bench/callback.py   (about a minute; loopback only, bounded count and time)
@@ -171,8 +172,11 @@ async def measure(name: str, base: str, texts: list[str]) -> dict[str, float]:
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
         await asyncio.gather(*(load.post(http, f"warm-{i % 20}") for i in range(WARMUP_REQUESTS)))
         load.answered = load.empty = load.errors = 0
+        half = await load.open_loop(http, RATE / 2, DURATION / 2)
         latencies = await load.open_loop(http, RATE, DURATION)
         throughput = await load.closed_loop(http, CONCURRENCY, THROUGHPUT_SECONDS)
+    print(f"{name:>9}: p50 {quantile(half, 0.5) * 1000:6.1f} ms  p99 {quantile(half, 0.99) * 1000:6.1f} ms"
+          f"  max {max(half) * 1000:6.1f} ms  at {RATE / 2:.0f} req/s x {DURATION / 2:.0f} s")
     result = {"p50": quantile(latencies, 0.50) * 1000, "p99": quantile(latencies, 0.99) * 1000,
               "max": max(latencies) * 1000, "throughput": throughput}
     total = load.answered + load.empty + load.errors
