@@ -3,7 +3,9 @@
 SecantusDB is GPL-2.0, so it is never imported: it runs as a separate process speaking the
 MongoDB wire protocol. The child
 - lives in its own process group, so a terminal's Ctrl-C reaches only us and we stop it in order;
-- gets PR_SET_PDEATHSIG, so the kernel sends it SIGTERM if we die without cleaning up (SIGKILL);
+- gets PR_SET_PDEATHSIG with SIGKILL, so the kernel kills it if we die without cleaning up. Not
+  SIGTERM: a server whose clients vanished mid-request was seen to hang in its SIGTERM shutdown,
+  an orphan spinning forever; WiredTiger's journal makes a kill safe for the data;
 - stores its data in ``storage_dir``, guarded by an exclusive lock file held by this process, so a
   second instance on the same directory fails at once with a clear message.
 """
@@ -36,7 +38,7 @@ class EmbeddedDatabaseError(RuntimeError):
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass  # not Linux: the process group teardown still applies
 
