@@ -44,8 +44,9 @@ everything else (claims, retries, inbox copies, grant bookkeeping) is idempotent
 the claim token. At shutdown (SIGTERM) the running dispatch stops claiming and finishes its sends
 before the scheduler stops (``dispatch_context``). ``tests/test_outbox_crash.py`` kills a worker with
 SIGKILL right after WeChat (the fake) accepted its 300th of 1,000 messages — the worst moment — and
-counts: nothing is lost; the duplicates it reports (0 to 7 per kill so far, at 64 sends in flight)
-are the requests and answers that were on the wire.
+counts: nothing is lost; the journal recovers 6 to 31 acceptances per kill that would otherwise go
+out again, and the duplicates left (1 to 9 per kill so far, at 64 sends in flight) are the requests
+and answers that were on the wire or not yet read.
 """
 
 from __future__ import annotations
