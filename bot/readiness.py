@@ -37,7 +37,7 @@ class Readiness:
     async def wait(self, timeout: float = 60.0) -> None:
         """Wait until start-up settles (tests and the CLI use this)."""
         async with asyncio.timeout(timeout):
-            while self.pending:
+            while self.pending and not self.failed:  # a failed step stops the steps after it
                 self.changed.clear()
                 await self.changed.wait()
         if self.failed:
