@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -29,9 +29,6 @@ def declare_indexes(collection: str, *indexes: IndexModel) -> None:
     names = {index.document["name"] for index in existing}
     existing.extend(index for index in indexes if index.document["name"] not in names)
 
-
-def declared_indexes() -> dict[str, list[IndexModel]]:
-    return _DECLARED
 
 
 async def ensure_indexes(db: AsyncDatabase) -> None:
@@ -64,11 +61,6 @@ async def in_transaction(
     async with client.start_session() as session:
         return await session.with_transaction(work)
 
-
-def without_id(document: dict[str, Any] | None) -> dict[str, Any] | None:
-    if document is None:
-        return None
-    return {k: v for k, v in document.items() if k != "_id"}
 
 
 @asynccontextmanager

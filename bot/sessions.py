@@ -49,7 +49,3 @@ async def revoke(db: AsyncDatabase, token: str) -> bool:
     result = await db[COLLECTION].delete_one({"_id": _token_hash(token)})
     return result.deleted_count == 1
 
-
-async def revoke_subject(db: AsyncDatabase, kind: str, subject: str) -> int:
-    result = await db[COLLECTION].delete_many({"kind": kind, "subject": subject})
-    return result.deleted_count
