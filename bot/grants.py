@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -154,3 +154,29 @@ async def release_grant(db: AsyncDatabase, openid: str, template_id: str, holder
     if not used:
         update["$inc"] = {"available": 1}
     await db[COLLECTION].update_one({"openid": openid, "template_id": template_id, "holders": holder}, update)
+
+
+async def hold_grants(db: AsyncDatabase, holds: list[tuple[str, str, str]]) -> set[str]:
+    """``hold_grant`` for many ``(openid, template_id, holder)`` at once — one bulk write and one
+    read instead of a write per holder; returns the holders that hold a grant now (taken here or
+    before). Each (openid, template_id) may appear once: the read-back finds the holder in
+    ``holders``, which keeps only the last HOLDERS_KEPT."""
+    if not holds:
+        return set()
+    if len({(openid, template_id) for openid, template_id, _ in holds}) != len(holds):
+        raise ValueError("one holder per (openid, template_id)")
+    now = datetime.now(UTC)
+    await db[COLLECTION].bulk_write([
+        UpdateOne({"openid": openid, "template_id": template_id, "available": {"$gt": 0}, "holders": {"$ne": holder}},
+                  {"$inc": {"available": -1}, "$push": {"holders": {"$each": [holder], "$slice": -HOLDERS_KEPT}},
+                   "$set": {"updated_at": now}})
+        for openid, template_id, holder in holds], ordered=False)
+    wanted = {holder for *_, holder in holds}
+    states = await db[COLLECTION].find(
+        {"openid": {"$in": list({openid for openid, *_ in holds})},
+         "template_id": {"$in": list({template_id for _, template_id, _ in holds})}},
+        {"openid": 1, "template_id": 1, "holders": 1}).to_list()
+    keys = {(openid, template_id): holder for openid, template_id, holder in holds}
+    return {holder for state in states
+            if (holder := keys.get((state["openid"], state["template_id"]))) in wanted
+            and holder in state.get("holders", [])}

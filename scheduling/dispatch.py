@@ -17,7 +17,9 @@ notification id, so the inbox holds every notification whatever happens next):
    rules and the user has a grant. ``bot.grants.hold_grant`` takes it for this notification in one
    single-document update that also records the holder, so the notification keeps its grant through
    transient retries and through a crash (the reclaimed attempt finds it instead of losing it or
-   taking a second). A permanent failure gives it back unless WeChat answered 43101 (there was no
+   taking a second). The grants of a claimed batch are taken together (one bulk write,
+   ``grants.hold_grants``), a write per message being what limited the drain rate.
+   A permanent failure gives it back unless WeChat answered 43101 (there was no
    grant to give back). No multi-document transaction: a dispatcher killed inside one would leave it
    open on the server until the server's transaction lifetime runs out;
 2. customer-service text, when the user wrote to us within 48 hours (``bot.users.in_service_window``);
@@ -340,7 +342,26 @@ class Dispatcher:
         await asyncio.gather(
             inbox.add_copies(self.db, [inbox.entry_for(doc, r.title, r.text, r.page) for doc, r in claimed]),
             self._prefetch_channels(claimed, now))
+        await self._hold_grants(claimed)
         return claimed
+
+    async def _hold_grants(self, claimed: list[tuple[dict[str, Any], Rendered]]) -> None:
+        """Take the grants a claimed batch will use in one bulk write (``grants.hold_grants``)
+        instead of one write per notification; skipped where the prefetched state shows no grant.
+        A notification whose (user, template) already appeared in the batch takes its grant at send
+        time. A crash after this is harmless: the reclaimed attempt finds its hold."""
+        holds: dict[tuple[str, str], dict[str, Any]] = {}
+        for doc, rendered in claimed:
+            state = doc.get("_grant_state")
+            if self.wechat is None or rendered.template_id is None or rendered.data is None or not state:
+                continue
+            if state.get("available", 0) <= 0 and str(doc["_id"]) not in state.get("holders", []):
+                continue
+            holds.setdefault((doc["openid"], rendered.template_id), doc)
+        held = await grants.hold_grants(
+            self.db, [(openid, template_id, str(doc["_id"])) for (openid, template_id), doc in holds.items()])
+        for doc in holds.values():
+            doc["_held"] = str(doc["_id"]) in held
 
     async def _prefetch_channels(self, claimed: list[tuple[dict[str, Any], Rendered]], now: datetime) -> None:
         """Read the grants and the customer-service windows of a claimed batch in two queries
@@ -396,8 +417,11 @@ class Dispatcher:
                                                               {"available": 1, "holders": 1})
         if not state or (state.get("available", 0) <= 0 and holder not in state.get("holders", [])):
             return False
-        if not await grants.hold_grant(self.db, openid, template_id, holder,
-                                       may_hold_already=document.get("attempts", 1) > 1):
+        if "_held" in document:  # taken for the whole claimed batch
+            if not document["_held"]:
+                return False
+        elif not await grants.hold_grant(self.db, openid, template_id, holder,
+                                         may_hold_already=document.get("attempts", 1) > 1):
             return False
         document["_holds"] = template_id
         try:
