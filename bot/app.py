@@ -9,6 +9,7 @@ in ``Readiness`` so ``/readyz`` answers 503 with a reason until all of it is don
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -32,17 +33,21 @@ async def _ensure_indexes(app: web.Application) -> None:
     await database.ensure_indexes(app[DB])
 
 
-def startup_steps() -> list[tuple[str, StartupStep]]:
-    """Work that needs the database, run in this order after it answers. Each capability adds its own."""
+def startup_steps(*, serve_requests: bool = True) -> list[tuple[str, StartupStep]]:
+    """Work that needs the database, run in this order after it answers. Each capability adds its own.
+    A process that serves no requests (the worker) needs no FAQ index."""
     from bot.heap import freeze_startup_heap
     from knowledge.reload import startup_step as build_faq_index
     from scheduling.slot_jobs import refresh_slots
 
-    return [("indexes", _ensure_indexes), ("slots", refresh_slots), ("faq_index", build_faq_index),
-            ("heap", freeze_startup_heap)]  # keep last: freezes what start-up built
+    steps: list[tuple[str, StartupStep]] = [("indexes", _ensure_indexes), ("slots", refresh_slots)]
+    if serve_requests:
+        steps.append(("faq_index", build_faq_index))
+    steps.append(("heap", freeze_startup_heap))  # keep last: freezes what start-up built
+    return steps
 
 
-def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupContext]:
+def capability_contexts(settings: Settings, *, scheduler: bool, serve_requests: bool = True) -> list[CleanupContext]:
     """Long-lived resources of the capabilities (HTTP clients, scheduler …), opened after the database."""
     from bot.identity_key import identity_key_context
     from bot.templates import templates_context
@@ -51,8 +56,9 @@ def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupC
     from knowledge.reload import reload_context as faq_reload_context
     from scheduling.jobs import scheduler_context
 
-    contexts: list[CleanupContext] = [wechat_context, chat_context, faq_reload_context, templates_context,
-                                      identity_key_context]
+    contexts: list[CleanupContext] = [wechat_context, templates_context, identity_key_context]
+    if serve_requests:
+        contexts += [chat_context, faq_reload_context]
     if scheduler:
         from scheduling.dispatch import dispatch_context
 
@@ -61,7 +67,7 @@ def capability_contexts(settings: Settings, *, scheduler: bool) -> list[CleanupC
     return contexts
 
 
-async def database_context(app: web.Application) -> AsyncIterator[None]:
+async def database_context(app: web.Application, steps: list[tuple[str, StartupStep]]) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     embedded: EmbeddedMongo | None = None
     if settings.embedded_database:
@@ -72,7 +78,7 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     client = database.connect(uri)
     app[MONGO] = client
     app[DB] = client[settings.mongodb_db]
-    startup = asyncio.create_task(_run_startup(app, embedded))
+    startup = asyncio.create_task(_run_startup(app, embedded, steps))
     try:
         yield
     finally:
@@ -83,9 +89,11 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
             embedded.stop()
 
 
-async def _run_startup(app: web.Application, embedded: EmbeddedMongo | None) -> None:
+async def _run_startup(
+    app: web.Application, embedded: EmbeddedMongo | None, startup: list[tuple[str, StartupStep]]
+) -> None:
     readiness = app[READINESS]
-    steps = [("database", None), *startup_steps()]
+    steps: list[tuple[str, StartupStep | None]] = [("database", None), *startup]
     for name, _ in steps:
         readiness.expect(name)
     for name, step in steps:
@@ -111,13 +119,15 @@ async def _wait_for_database(app: web.Application, embedded: EmbeddedMongo | Non
         await asyncio.sleep(1)
 
 
-def create_app(settings: Settings, *, scheduler: bool = True) -> web.Application:
+def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bool = True) -> web.Application:
+    """``serve_requests=False`` (``python -m bot worker``): jobs only, without the FAQ index and chat."""
     from handlers import setup_routes  # handlers import bot modules; keep the import one-way
 
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[READINESS] = Readiness()
-    app.cleanup_ctx.append(database_context)
-    app.cleanup_ctx.extend(capability_contexts(settings, scheduler=scheduler))
+    steps = startup_steps(serve_requests=serve_requests)
+    app.cleanup_ctx.append(functools.partial(database_context, steps=steps))
+    app.cleanup_ctx.extend(capability_contexts(settings, scheduler=scheduler, serve_requests=serve_requests))
     setup_routes(app)
     return app

@@ -1,7 +1,8 @@
 """``python -m bot worker``: the periodic jobs (outbox dispatch, expiries, slot generation …)
 without the web server, so a deployment can split the roles (``serve --no-scheduler`` for the web
-instances, ``worker`` for the jobs). It opens the same resources as the app — the database (the
-embedded one when MONGODB_URI is unset), the WeChat client, start-up steps — and then only ticks.
+instances, ``worker`` for the jobs). It opens the app's resources — the database (the embedded one
+when MONGODB_URI is unset), the WeChat client, the start-up steps — except the FAQ index and the chat,
+which only requests use, and then only ticks.
 Every job is safe to run in several workers and web instances at once (claims or leases)."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ STARTUP_TIMEOUT = 600.0
 async def run_worker(settings: Settings, *, metrics_port: int | None = None) -> int:
     from bot.app import create_app
 
-    app = create_app(settings, scheduler=True)
+    app = create_app(settings, scheduler=True, serve_requests=False)
     runner = web.AppRunner(app, handle_signals=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -54,3 +54,14 @@ async def test_job_runs_and_failures_are_counted(client):
     await run_job(client.app, Job("test-broken", timedelta(seconds=1), broken))
     assert value("test-fine", "ok") == before_ok + 1
     assert value("test-broken", "failed") == before_failed + 1
+
+
+def test_the_worker_builds_no_faq_index_and_no_chat(settings):
+    from bot.app import capability_contexts, startup_steps
+    from handlers.wechat_dispatch import chat_context
+
+    assert "faq_index" in dict(startup_steps())
+    assert "faq_index" not in dict(startup_steps(serve_requests=False))
+    assert chat_context in capability_contexts(settings, scheduler=True)
+    worker = capability_contexts(settings, scheduler=True, serve_requests=False)
+    assert chat_context not in worker and scheduler_context in worker
