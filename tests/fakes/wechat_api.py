@@ -228,6 +228,14 @@ class FakeWeChat:
             return None
         return body if isinstance(body, dict) else None
 
+    async def _authorised_body(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
+        """The JSON body of an API call, or the error WeChat answers: token first, then 47001."""
+        refused = self._check_token(request)
+        if refused:
+            return {}, refused
+        body = await self._json(request)
+        return (body, None) if body is not None else ({}, _error(47001))
+
     async def _legacy_token(self, request: web.Request) -> web.Response:
         self.legacy_token_calls += 1
         return _error(FORBIDDEN_TOKEN_ENDPOINT, "use stable_token")
@@ -268,12 +276,9 @@ class FakeWeChat:
         return web.Response(text=json.dumps(self.codes.pop(code)), content_type="text/plain")
 
     async def _subscribe_send(self, request: web.Request) -> web.Response:
-        refused = self._check_token(request)
+        body, refused = await self._authorised_body(request)
         if refused:
             return refused
-        body = await self._json(request)
-        if body is None:
-            return _error(47001)
         openid, template_id, data = body.get("touser", ""), body.get("template_id", ""), body.get("data")
         if not isinstance(openid, str) or not _OPENID.match(openid):
             return _error(40003)
@@ -303,12 +308,9 @@ class FakeWeChat:
         return None
 
     async def _custom_send(self, request: web.Request) -> web.Response:
-        refused = self._check_token(request)
+        body, refused = await self._authorised_body(request)
         if refused:
             return refused
-        body = await self._json(request)
-        if body is None:
-            return _error(47001)
         openid = body.get("touser", "")
         if not isinstance(openid, str) or not _OPENID.match(openid):
             return _error(40003)
@@ -325,11 +327,10 @@ class FakeWeChat:
         return _ok()
 
     async def _menu_create(self, request: web.Request) -> web.Response:
-        refused = self._check_token(request)
+        body, refused = await self._authorised_body(request)
         if refused:
             return refused
-        body = await self._json(request)
-        if body is None or not isinstance(body.get("button"), list) or not body["button"]:
+        if not isinstance(body.get("button"), list) or not body["button"]:
             return _error(47001)
         self.menus.append(body)
         return _ok()
