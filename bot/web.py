@@ -47,3 +47,14 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise bad_request("invalid_json", "请求内容必须是 JSON 对象")
     return data
+
+
+def query_int(request: web.Request, name: str, default: int, minimum: int, maximum: int,
+              code: str = "invalid_parameter") -> int:
+    """An integer query parameter within [minimum, maximum], or a 400 naming it."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise bad_request(code, f"参数 {name} 应为 {minimum} 到 {maximum} 之间的整数", field=name)
+    return int(raw)

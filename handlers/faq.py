@@ -10,7 +10,7 @@ import knowledge
 from bot.errors import bad_request, not_found
 from bot.keys import DB, SETTINGS
 from bot.openapi import BEARER, error_response, json_body, ref
-from bot.web import json_response, read_json
+from bot.web import json_response, query_int, read_json
 from handlers.auth import bearer_token
 from handlers.staff_auth import current_staff
 from knowledge.gaps import count_gaps
@@ -67,20 +67,11 @@ async def require_gap_reader(request: web.Request) -> None:
     await current_staff(request, "admin")
 
 
-def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) > maximum:
-        raise bad_request("invalid_parameter", f"参数 {name} 应为 0 到 {maximum} 的整数", field=name)
-    return int(raw)
-
-
 @routes.get("/api/v1/staff/faq/gaps")
 async def gaps(request: web.Request) -> web.Response:
     await require_gap_reader(request)
-    limit = _int_param(request, "limit", 50, MAX_GAPS_PAGE) or 50
-    skip = _int_param(request, "skip", 0, 1_000_000)
+    limit = query_int(request, "limit", 50, 0, MAX_GAPS_PAGE) or 50
+    skip = query_int(request, "skip", 0, 0, 1_000_000)
     db = request.app[DB]
     return json_response({"gaps": await knowledge.list_gaps(db, limit, skip), "total": await count_gaps(db)})
 

@@ -15,7 +15,7 @@ from bot.identity_key import require as require_identity_key
 from bot.keys import DB, MONGO
 from bot.masking import mask_name
 from bot.openapi import BEARER, error_response, json_body, ref
-from bot.web import json_response, read_json
+from bot.web import json_response, query_int, read_json
 from handlers.auth import current_resident
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,7 @@ routes = web.RouteTableDef()
 
 
 def limit_of(request: web.Request, default: int = 20, maximum: int = 100) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise bad_request("invalid_limit", f"limit 应为 1 到 {maximum} 之间的整数")
-    return int(raw)
+    return query_int(request, "limit", default, 1, maximum, code="invalid_limit")
 
 
 @routes.post("/api/v1/me/insured-identities")
