@@ -8,7 +8,8 @@ both index channels → ranked entries → a decision with two thresholds:
 - the best entry scores at least ``answer_threshold`` and leads the next entry by ``margin``: answer it
   (with up to three related questions the chat can offer by number) — unless the question is a bare
   topic word that another entry also matches, or a single character;
-- it scores at least ``suggest_threshold``: do not answer, offer the three best questions ("您是不是想问");
+- it scores at least ``suggest_threshold``: do not answer, offer the three best questions ("您是不是想问";
+  for a bare topic, the "what is" entry first when it scores near the best);
 - otherwise decline with a helpful fallback (rephrase, a person, the 12393 hotline); the caller records
   the question as a knowledge gap.
 
@@ -20,6 +21,7 @@ new one and swaps a single reference.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +36,11 @@ from knowledge.typos import PinyinCorrector
 MAX_QUESTION_CHARS = 500
 SUGGESTIONS = 3
 RELATED = 3
+# A bare topic ("共济", "两病是什么") asks about the subject as a whole: among the entries scoring within
+# this fraction of the best one, those whose canonical question asks what something is ("什么是…",
+# "…是什么") are suggested first. Only the order of suggestions changes, never a decision.
+OVERVIEW_WINDOW = 0.1
+_WHAT_IS = {("什么", "是"), ("是", "什么"), ("是", "啥")}
 
 FALLBACK_MESSAGE = ("抱歉，这个问题我暂时还答不上来。您可以换个说法再问一次，或转人工服务，"
                     "也可以拨打 12393 医保服务热线咨询。")
@@ -160,8 +167,11 @@ class Engine:
         self.synonyms = corpus.synonyms
         segment.add_words([*corpus.userdict, *((word, None) for word in self.synonyms.canonical_words())])
         self._documents = empty_documents()
+        overviews: set[str] = set()
         for position, entry in enumerate(corpus.entries):
             phrasings = [self._tokens_of(text) for text in (entry.question, *entry.paraphrases)]
+            if any(pair in _WHAT_IS for pair in itertools.pairwise(phrasings[0])):
+                overviews.add(entry.id)
             keywords = self._tokens_of(" ".join(entry.keywords))
             for parts in [*([tokens] for tokens in phrasings), [phrasings[0], keywords]]:
                 self._add(self._documents["question"], position, parts)
@@ -171,6 +181,7 @@ class Engine:
         for offset, topic in enumerate(corpus.out_of_scope):
             for example in topic.examples:
                 self._add(self._documents["question"], first + offset, [self._tokens_of(example)])
+        self.overviews = frozenset(overviews)  # entries whose canonical question asks what something is
         self.index = self._new_index(params)
         vocabulary = self.index.word_vocabulary()
         targets = [(word, word) for word in vocabulary if len(word) >= 2]
@@ -266,9 +277,17 @@ class Engine:
                           answer=best.entry.answer, score=_confidence(best.score),
                           suggestions=[_suggestion(item.entry) for item in related[:RELATED]]), ranked
         if decision == "suggest":
+            if found.analysis.bare_topic and {w for w in found.analysis.words if w.startswith("@")} <= {"@what"}:
+                ranked = self._overviews_first(ranked)
             return Answer(answered=False, score=_confidence(best.score), message=SUGGEST_MESSAGE,
                           suggestions=[_suggestion(item.entry) for item in ranked[:SUGGESTIONS]]), ranked
         return declined(score=_confidence(best.score)), ranked
+
+    def _overviews_first(self, ranked: list[Ranked]) -> list[Ranked]:
+        """For a bare topic: the "what is" entries among those near the best score come first."""
+        near = ranked[0].score * (1 - OVERVIEW_WINDOW)
+        first = [item for item in ranked if item.score >= near and item.entry.id in self.overviews]
+        return first + [item for item in ranked if item not in first]
 
     def answer(self, question: str) -> Answer:
         return self.respond(question)[0]

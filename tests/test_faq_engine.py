@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 import knowledge
 from knowledge.engine import DEFAULT_PARAMS, Answer, Engine, Params, decide
-from tests.faq_support import write_corpus
+from tests.faq_support import ENTRIES, write_corpus
 
 PARAMS = dataclasses.replace(DEFAULT_PARAMS, answer_threshold=0.6, suggest_threshold=0.3, margin=0.05)
 
@@ -61,6 +62,20 @@ def test_a_bare_topic_word_matching_two_entries_is_not_answered_directly() -> No
     assert decide(0.9, 0.0, params, one_character=True) == "suggest"
     assert decide(0.9, 0.5, params, out_of_scope_lead=0.05) == "decline"
     assert decide(0.9, 0.5, params, out_of_scope_lead=-0.5) == "answer"
+
+
+def test_a_bare_topic_suggests_the_what_is_entry_first(tmp_path: Path) -> None:
+    what_is = {"id": "t-family-what", "category": "结算", "question": "什么是家庭共济？",
+               "paraphrases": ["个人账户给家人用的政策", "职工账户给亲属花是怎么回事", "我的账户余额让家里人用叫什么"],
+               "answer": "家庭共济是职工医保个人账户可以给近亲属使用。", "keywords": ["家庭共济", "个人账户"]}
+    engine = Engine.build(write_corpus(tmp_path, [*ENTRIES, what_is]), PARAMS)
+    for topic in ("共济", "家庭共济"):
+        assert engine.rank(topic)[0].entry.id == "t-family-pool"  # by score alone, the how-to entry leads
+        answer = engine.answer(topic)
+        assert answer.decision == "suggest"
+        assert [s["faq_id"] for s in answer.suggestions][:2] == ["t-family-what", "t-family-pool"]
+    asked_how = engine.answer("家庭共济怎么弄")  # a question word other than "what": the scores decide
+    assert [s["faq_id"] for s in asked_how.suggestions][:2] == ["t-family-pool", "t-family-what"]
 
 
 def test_a_single_character_is_never_answered_directly(engine: Engine) -> None:
