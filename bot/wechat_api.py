@@ -218,11 +218,11 @@ class WeChatClient:
         self._require_configuration()
         if self._fresh(self._token_copy):
             return self._token_copy["access_token"]
-        document = await self._db[TOKENS_COLLECTION].find_one({"_id": self._app_id})
-        if self._fresh(document):
-            self._token_copy = document
-            return document["access_token"]
         return await self._refresh(stale=None)
+
+    def _keep(self, document: dict[str, Any]) -> str:
+        self._token_copy = document
+        return document["access_token"]
 
     def _fresh(self, document: dict[str, Any] | None, stale: str | None = None) -> bool:
         if not document:
@@ -236,17 +236,19 @@ class WeChatClient:
         rejected (force a new one); None: the cached one is (nearly) expired."""
         lease = f"wechat_token:{self._app_id}"
         collection = self._db[TOKENS_COLLECTION]
-        async with self._token_lock:
+        async with self._token_lock:  # a burst of callers (the dispatcher's) reads the cache once
+            if self._fresh(self._token_copy, stale):  # read or refreshed by the caller before us
+                return self._token_copy["access_token"]
             deadline = time.monotonic() + self._lease_ttl.total_seconds() + self.timeout + 5
             while True:
                 document = await collection.find_one({"_id": self._app_id})
                 if self._fresh(document, stale):
-                    return document["access_token"]
+                    return self._keep(document)
                 if await leases.acquire(self._db, lease, self._holder, self._lease_ttl):
                     try:
                         document = await collection.find_one({"_id": self._app_id})
                         if self._fresh(document, stale):
-                            return document["access_token"]
+                            return self._keep(document)
                         return await self._fetch_token(force=stale is not None)
                     finally:
                         await leases.release(self._db, lease, self._holder)
@@ -262,14 +264,11 @@ class WeChatClient:
         if not isinstance(token, str) or not isinstance(expires_in, int):
             raise WeChatTransientError(BAD_RESPONSE, "no access_token in answer", api="cgi-bin/stable_token")
         now = datetime.now(UTC)
-        await self._db[TOKENS_COLLECTION].update_one(
-            {"_id": self._app_id},
-            {"$set": {"access_token": token, "expires_at": now + timedelta(seconds=expires_in),
-                      "refreshed_at": now, "forced": force, "refreshed_by": self._holder}},
-            upsert=True,
-        )
+        fields = {"access_token": token, "expires_at": now + timedelta(seconds=expires_in),
+                  "refreshed_at": now, "forced": force, "refreshed_by": self._holder}
+        await self._db[TOKENS_COLLECTION].update_one({"_id": self._app_id}, {"$set": fields}, upsert=True)
         log.info("wechat access token refreshed", extra={"forced": force, "expires_in": expires_in})
-        return token
+        return self._keep({"_id": self._app_id, **fields})
 
     def _require_configuration(self) -> None:
         if not self.configured:
