@@ -27,7 +27,6 @@ declare_indexes(
     IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due"),
     IndexModel("key", unique=True, name="key_unique",
                partialFilterExpression={"key": {"$type": "string"}}),
-    IndexModel([("openid", ASCENDING), ("created_at", ASCENDING)], name="openid_created"),
 )
 
 
