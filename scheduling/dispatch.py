@@ -69,7 +69,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateMany
 from pymongo.asynchronous.database import AsyncDatabase
 
 from bot import grants, inbox, users
@@ -129,7 +129,9 @@ class DispatchPolicy:
 
     @property
     def claim_batch(self) -> int:
-        return max(1, self.concurrency // 2)
+        """Notifications per claim: each claim costs several commands whatever its size, and a
+        command's fixed cost on the server is a large part of a small one (32 → 64: +5–8 % drain)."""
+        return max(1, self.concurrency)
 
 
 def backoff(attempt: int, base: timedelta, cap: timedelta, rand: Callable[[], float] = random.random) -> timedelta:
@@ -168,8 +170,8 @@ async def _awaitable(value: Any) -> Any:
 class _AcceptanceRecorder:
     """Writes "sent" as soon as a channel accepted a notification. When no write is in flight the
     record goes out at once; records that arrive while one is in flight wait for it and then go
-    together, one ``update_many`` per (channel, last_error) — under load this halves the database
-    work per message, and each record still waits only for the write before it.
+    together in one bulk write (an ``update_many`` per channel and last error) — under load this
+    halves the database work per message, and each record still waits only for the write before it.
 
     Not conditional on the claim token: WeChat has accepted, so this must be recorded even if the
     lease ran out meanwhile. Filters list ``_id`` first (see the module docstring).
@@ -196,18 +198,17 @@ class _AcceptanceRecorder:
                 groups.setdefault((channel, last_error), []).append(notification_id)
             now = self.clock()
             try:
-                results = await asyncio.gather(*(
-                    self.collection.update_many(
-                        {"_id": {"$in": ids}, "status": SENDING},
-                        {"$set": {"status": SENT, "channel": channel, "sent_at": now, "updated_at": now,
-                                  "last_error": last_error}, "$unset": {"lease_until": ""}})
-                    for (channel, last_error), ids in groups.items()))
+                result = await self.collection.bulk_write([
+                    UpdateMany({"_id": {"$in": ids}, "status": SENDING},
+                               {"$set": {"status": SENT, "channel": channel, "sent_at": now, "updated_at": now,
+                                         "last_error": last_error}, "$unset": {"lease_until": ""}})
+                    for (channel, last_error), ids in groups.items()], ordered=False)
             except Exception as exc:
                 for *_, done in batch:
                     if not done.done():
                         done.set_exception(exc)
                 continue
-            lost = sum(len(ids) for ids in groups.values()) - sum(r.modified_count for r in results)
+            lost = len(batch) - result.modified_count
             if lost:
                 log.warning("notifications were no longer ours when recorded as sent", extra={"count": lost})
             for *_, done in batch:
