@@ -157,14 +157,14 @@ async def release_grant(db: AsyncDatabase, openid: str, template_id: str, holder
 
 
 async def hold_grants(db: AsyncDatabase, holds: list[tuple[str, str, str]]) -> set[str]:
-    """``hold_grant`` for many ``(openid, template_id, holder)`` at once; returns the holders that
-    hold a grant now (taken here or before). Each (openid, template_id) may appear once.
+    """``hold_grant`` for many ``(openid, template_id, holder)`` at once, for holders that hold no
+    grant yet (a notification's first attempt); returns the holders that hold one now. Each
+    (openid, template_id) may appear once.
 
-    One ``update_many`` per template (a pipeline update that picks each document's holder by its
-    openid) instead of one update per holder: on the embedded server a batch of single-document
-    updates cost a quarter of the outbox drain rate. ``holders: {$nin: ...}`` keeps it idempotent —
-    a grant document can only contain its own holder of the batch. The read-back, needed only when
-    some were not taken now, finds holds of earlier attempts (``holders`` keeps the last HOLDERS_KEPT).
+    One ``update_many`` per template — a pipeline update that picks each document's holder by its
+    openid — instead of one update per holder: on the embedded server a batch of single-document
+    updates cost a quarter of the outbox drain rate. No ``holders`` condition in the filter (a
+    ``$nin`` over the batch's holders doubled the cost per document): hence first attempts only.
     """
     if not holds:
         return set()
@@ -175,15 +175,14 @@ async def hold_grants(db: AsyncDatabase, holds: list[tuple[str, str, str]]) -> s
         by_template.setdefault(template_id, {})[openid] = holder
     now = datetime.now(UTC)
     result = await db[COLLECTION].bulk_write([
-        UpdateMany({"openid": {"$in": list(owners)}, "template_id": template_id, "available": {"$gt": 0},
-                    "holders": {"$nin": list(owners.values())}},
+        UpdateMany({"openid": {"$in": list(owners)}, "template_id": template_id, "available": {"$gt": 0}},
                    [{"$set": {"available": {"$subtract": ["$available", 1]}, "updated_at": now, "holders": {"$slice": [
                        {"$concatArrays": [{"$ifNull": ["$holders", []]}, [{"$arrayElemAt": [
                            list(owners.values()), {"$indexOfArray": [list(owners), "$openid"]}]}]]},
                        -HOLDERS_KEPT]}}}])
         for template_id, owners in by_template.items()], ordered=False)
     wanted = {holder for *_, holder in holds}
-    if result.modified_count == len(holds):  # every one taken now: nothing to read back
+    if result.modified_count == len(holds):  # every one taken: nothing to read back
         return wanted
     states = await db[COLLECTION].find(
         {"openid": {"$in": list({openid for openid, *_ in holds})},

@@ -349,14 +349,16 @@ class Dispatcher:
     async def _hold_grants(self, claimed: list[tuple[dict[str, Any], Rendered]]) -> None:
         """Take the grants a claimed batch will use in one bulk write (``grants.hold_grants``)
         instead of one write per notification; skipped where the prefetched state shows no grant.
-        A notification whose (user, template) already appeared in the batch takes its grant at send
-        time. A crash after this is harmless: the reclaimed attempt finds its hold."""
+        Only first attempts (which cannot hold a grant yet); a later attempt, and a notification
+        whose (user, template) already appeared in the batch, take theirs at send time
+        (``grants.hold_grant``, which also finds an earlier hold). A crash after this is harmless:
+        the reclaimed attempt finds its hold."""
         holds: dict[tuple[str, str], dict[str, Any]] = {}
         for doc, rendered in claimed:
             state = doc.get("_grant_state")
             if self.wechat is None or rendered.template_id is None or rendered.data is None or not state:
                 continue
-            if state.get("available", 0) <= 0 and str(doc["_id"]) not in state.get("holders", []):
+            if doc.get("attempts", 1) > 1 or state.get("available", 0) <= 0:
                 continue
             holds.setdefault((doc["openid"], rendered.template_id), doc)
         held = await grants.hold_grants(
