@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 from prometheus_client import REGISTRY
@@ -11,6 +12,7 @@ from bot.app import create_app
 from bot.cli import build_parser
 from bot.keys import READINESS
 from bot.worker import _worker
+from scheduling import jobs as jobs_module
 from scheduling.dispatch import dispatch_context
 from scheduling.jobs import Job, jobs, run_job, scheduler_context
 
@@ -54,6 +56,25 @@ async def test_job_runs_and_failures_are_counted(client):
     await run_job(client.app, Job("test-broken", timedelta(seconds=1), broken))
     assert value("test-fine", "ok") == before_ok + 1
     assert value("test-broken", "failed") == before_failed + 1
+
+
+async def test_a_tick_during_a_long_run_is_counted_not_logged(client, monkeypatch, caplog):
+    async def slow(app):
+        await asyncio.sleep(0.4)
+
+    monkeypatch.setattr(jobs_module, "jobs", lambda: [Job("test-slow", timedelta(seconds=0.05), slow)])
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("job_runs_total", {"job": "test-slow", "result": "overlapped"}) or 0
+
+    before = counted()
+    ticking = scheduler_context(client.app)
+    with caplog.at_level(logging.WARNING):
+        await anext(ticking)
+        await asyncio.sleep(0.5)
+        await ticking.aclose()
+    assert counted() > before
+    assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
 
 
 def test_the_worker_builds_no_faq_index_and_no_chat(settings):
