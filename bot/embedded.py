@@ -12,7 +12,9 @@ MongoDB wire protocol. The child
   only change streams read and nothing here uses. Every document write then skips an oplog entry
   and its change description — a third of the server's CPU per outbox message (``bench/outbox.py``:
   drain ~360 → ~540 messages/s). SecantusDB runs multi-document transactions in this mode too, so
-  the code and the tests are the same as against production's MongoDB replica set.
+  the code and the tests are the same as against production's MongoDB replica set. One difference:
+  PyMongo does not retry writes on a standalone server; correctness never rests on those retries
+  (writes are conditional, keyed or idempotent, as they must be for several instances anyway).
 """
 
 from __future__ import annotations
