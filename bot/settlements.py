@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pymongo import DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -39,7 +38,6 @@ log = logging.getLogger(__name__)
 COLLECTION = "settlements"
 EVENTS = "settlement_events"
 NOTIFICATION_KIND = "settlement_status"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 declare_indexes(COLLECTION, IndexModel([("id_hash", 1), ("updated_at", DESCENDING)], name="identity_updated"))
 
@@ -206,10 +204,6 @@ async def visible_settlement(db: AsyncDatabase, openid: str, settlement_id: str)
         return None
     binding = await identities.find_binding(db, openid, settlement["id_hash"])
     return (settlement, binding) if binding else None
-
-
-def local_date(instant: datetime) -> str:
-    return instant.astimezone(SHANGHAI).strftime("%Y-%m-%d")
 
 
 def settlement_view(settlement: dict[str, Any], binding: dict[str, Any], *, detail: bool = False) -> dict[str, Any]:

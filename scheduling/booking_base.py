@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -21,9 +20,8 @@ from bot.db import declare_indexes
 from bot.errors import ApiError
 from bot.staff import StaffMember
 from scheduling import transitions as t
+from scheduling.calendar import SHANGHAI
 from scheduling.catalogue import offered_by
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 BOOKINGS, AUDIT, SLOTS, SERVICES, INSTITUTIONS, NURSES = (
     "bookings", "audit_log", "slots", "services", "institutions", "nurses")

@@ -37,10 +37,6 @@ def qualification_note(title: str, years_of_practice: int) -> str:
     return "暂不符合上门护理资质：" + "；".join(reasons)
 
 
-async def get_nurse(db: AsyncDatabase, nurse_id: str) -> dict[str, Any] | None:
-    return await db[COLLECTION].find_one({"_id": nurse_id})
-
-
 async def list_nurses(db: AsyncDatabase, institution_id: str) -> list[dict[str, Any]]:
     return await db[COLLECTION].find({"institution_id": institution_id}).sort("_id", ASCENDING).to_list(None)
 
