@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
+from bench.figures import quantile  # noqa: E402
 from bot import db as database  # noqa: E402
 from bot.app import create_app  # noqa: E402
 from bot.config import Settings  # noqa: E402
@@ -39,11 +40,6 @@ from scheduling.seed import CENTRE_ID, HOSPITAL_ID, seed_booking_demo  # noqa: E
 POLICY = Policy(max_active_bookings=5)
 CONCURRENCY = 50
 HORIZON_DAYS = 14
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run_clients(jobs: list, concurrency: int) -> tuple[float, int, int]:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bench.figures import quantile  # noqa: E402
 from bot.chat_simulator import text_xml  # noqa: E402
 from bot.embedded import free_port  # noqa: E402
 from bot.wechat_callback import DEV_TOKEN, sign  # noqa: E402
@@ -45,11 +46,6 @@ USERS = 2000  # distinct openids: each sends a message every few seconds, like a
 THROUGHPUT_SECONDS = 5.0
 HARD_LIMIT_SECONDS = 150
 HOST = "127.0.0.1"
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def questions() -> list[str]:

@@ -19,13 +19,13 @@ import itertools
 import os
 import random
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.figures import quantile
 from knowledge import segment
 from knowledge.corpus import EVAL_HALVES, Corpus, Entry, load_corpus, load_eval
 from knowledge.engine import Engine
@@ -88,20 +88,16 @@ def latencies(engine: Engine, questions: list[str], rounds: int) -> tuple[list[f
     return wall, cpu
 
 
-def percentile(samples: list[float], q: float) -> float:
-    return statistics.quantiles(samples, n=1000)[int(q * 1000) - 1]
-
-
 def report(name: str, entries: int, engine: Engine, build_s: float,
            samples: tuple[list[float], list[float]]) -> tuple[float, float]:
     wall, cpu = samples
     rss, peak = rss_mib()
     print(f"{name:<16} {entries:>7,} entries {engine.index.n_docs:>8,} docs  build {build_s:6.2f} s  "
           f"index {engine.index.nbytes() / 2**20:6.1f} MiB  RSS {rss:5.0f} MiB (peak {peak:.0f})\n"
-          f"{'':<16} answer(): wall p50 {percentile(wall, 0.5):6.3f} ms  p99 {percentile(wall, 0.99):6.3f} ms"
-          f"  |  CPU p50 {percentile(cpu, 0.5):6.3f} ms  p99 {percentile(cpu, 0.99):6.3f} ms  "
+          f"{'':<16} answer(): wall p50 {quantile(wall, 0.5):6.3f} ms  p99 {quantile(wall, 0.99):6.3f} ms"
+          f"  |  CPU p50 {quantile(cpu, 0.5):6.3f} ms  p99 {quantile(cpu, 0.99):6.3f} ms  "
           f"({len(wall)} calls)")
-    return percentile(wall, 0.5), percentile(cpu, 0.5)
+    return quantile(wall, 0.5), quantile(cpu, 0.5)
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import quantile  # noqa: E402
 from bot import db as database  # noqa: E402
 from bot import grants, outbox, users  # noqa: E402
 from bot.config import Settings  # noqa: E402
@@ -49,11 +50,6 @@ CONCURRENCY = Settings.from_env().outbox_concurrency  # OUTBOX_CONCURRENCY, defa
 STEADY_RATE = 200
 STEADY_SECONDS = 8
 TEMPLATE = "TPL-BENCH"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def start_fake() -> tuple[subprocess.Popen, str]:
@@ -119,7 +115,7 @@ async def drain(db, dispatcher: Dispatcher, openids: list[str], run: int) -> flo
     print(f"drain {run + 1}: {BACKLOG} notifications in {elapsed:.1f} s = {BACKLOG / elapsed:.0f} messages/s "
           f"(concurrency {CONCURRENCY}, {LATENCY * 1000:.0f} ms per WeChat call; channels {stats.sent}); "
           f"start of the drain to the send: p50 {statistics.median(waited):.2f} s, "
-          f"p99 {percentile(waited, 0.99):.2f} s")
+          f"p99 {quantile(waited, 0.99):.2f} s")
     return BACKLOG / elapsed
 
 
@@ -145,7 +141,7 @@ async def steady(db, dispatcher: Dispatcher, openids: list[str]) -> None:
     await ticking
     waited = await delays(db, started_at)
     print(f"steady: {total} events at {STEADY_RATE}/s: event-to-send delay p50 {statistics.median(waited):.3f} s, "
-          f"p99 {percentile(waited, 0.99):.3f} s, max {max(waited):.3f} s")
+          f"p99 {quantile(waited, 0.99):.3f} s, max {max(waited):.3f} s")
 
 
 async def main() -> None:
