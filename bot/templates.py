@@ -182,16 +182,23 @@ def settlement_context(payload: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def booking_context(payload: Mapping[str, Any]) -> dict[str, str]:
-    reason = _text(payload, "reason")
-    nurse = _text(payload, "nurse_name")
+def _slot_context(payload: Mapping[str, Any]) -> dict[str, str]:
+    """The service, the place and the time: what booking and waitlist messages share."""
     start_local = _text(payload, "start_local")
     return {
-        "booking_id": _text(payload, "booking_id"),
         "service_name": _text(payload, "service_name") or "预约服务",
         "institution_name": _text(payload, "institution_name") or "服务机构",
         "start_local": start_local,
         "start_time": _wechat_time(start_local),
+    }
+
+
+def booking_context(payload: Mapping[str, Any]) -> dict[str, str]:
+    reason = _text(payload, "reason")
+    nurse = _text(payload, "nurse_name")
+    return {
+        "booking_id": _text(payload, "booking_id"),
+        **_slot_context(payload),
         "status_label": _text(payload, "status_label"),
         "reason": reason,
         "reason_text": f"原因：{reason}。" if reason else "",
@@ -204,14 +211,10 @@ def booking_context(payload: Mapping[str, Any]) -> dict[str, str]:
 
 
 def waitlist_context(payload: Mapping[str, Any]) -> dict[str, str]:
-    start_local = _text(payload, "start_local")
     expires_local = _text(payload, "offer_expires_local")
     return {
         "waitlist_id": _text(payload, "waitlist_id"),
-        "service_name": _text(payload, "service_name") or "预约服务",
-        "institution_name": _text(payload, "institution_name") or "服务机构",
-        "start_local": start_local,
-        "start_time": _wechat_time(start_local),
+        **_slot_context(payload),
         "offer_expires_local": expires_local,
         "offer_expires_time": _wechat_time(expires_local),
     }
