@@ -173,6 +173,21 @@ def _reveal_phone(member: staff.StaffMember, institution: dict[str, Any]) -> boo
     return member.institution_id == institution["_id"]
 
 
+async def _nurse_fields(request: web.Request, *, partial: bool) -> dict[str, Any]:
+    try:
+        return nurses.parse_nurse_fields(await read_json(request), partial=partial)
+    except nurses.NurseFieldError as exc:
+        raise bad_request("invalid_nurse", str(exc)) from None
+
+
+async def _nurse_saved(request: web.Request, member: staff.StaffMember, institution: dict[str, Any],
+                       nurse: dict[str, Any], status: int = 200) -> web.Response:
+    """A created or changed nurse changes the visit capacity: slots are regenerated at once."""
+    regeneration = await _regenerate(request, institution)
+    return json_response({"nurse": nurses.nurse_view(nurse, reveal_phone=_reveal_phone(member, institution)),
+                          "regeneration": regeneration}, status=status)
+
+
 @routes.get("/api/v1/staff/institutions/{institution_id}/nurses")
 async def list_nurses(request: web.Request) -> web.Response:
     member, institution = await _nursing_institution(request)
@@ -185,29 +200,19 @@ async def list_nurses(request: web.Request) -> web.Response:
 @routes.post("/api/v1/staff/institutions/{institution_id}/nurses")
 async def create_nurse(request: web.Request) -> web.Response:
     member, institution = await _nursing_institution(request)
-    try:
-        fields = nurses.parse_nurse_fields(await read_json(request), partial=False)
-    except nurses.NurseFieldError as exc:
-        raise bad_request("invalid_nurse", str(exc)) from None
+    fields = await _nurse_fields(request, partial=False)
     nurse = await nurses.create_nurse(request.app[DB], institution["_id"], fields)
-    regeneration = await _regenerate(request, institution)
-    return json_response({"nurse": nurses.nurse_view(nurse, reveal_phone=_reveal_phone(member, institution)),
-                          "regeneration": regeneration}, status=201)
+    return await _nurse_saved(request, member, institution, nurse, status=201)
 
 
 @routes.patch("/api/v1/staff/institutions/{institution_id}/nurses/{nurse_id}")
 async def update_nurse(request: web.Request) -> web.Response:
     member, institution = await _nursing_institution(request)
-    try:
-        changes = nurses.parse_nurse_fields(await read_json(request), partial=True)
-    except nurses.NurseFieldError as exc:
-        raise bad_request("invalid_nurse", str(exc)) from None
+    changes = await _nurse_fields(request, partial=True)
     nurse = await nurses.update_nurse(request.app[DB], institution["_id"], request.match_info["nurse_id"], changes)
     if nurse is None:
         raise not_found("该机构没有这名护士", "nurse_not_found")
-    regeneration = await _regenerate(request, institution)
-    return json_response({"nurse": nurses.nurse_view(nurse, reveal_phone=_reveal_phone(member, institution)),
-                          "regeneration": regeneration})
+    return await _nurse_saved(request, member, institution, nurse)
 
 
 # --- OpenAPI --------------------------------------------------------------------------------------
