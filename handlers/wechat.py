@@ -50,11 +50,16 @@ def _refusal(rejected: CallbackRejectedError, request: web.Request) -> web.Respo
     return web.Response(status=rejected.status, text=rejected.reason)
 
 
+def _credentials(request: web.Request) -> CallbackCredentials:
+    credentials = CallbackCredentials.from_settings(request.app[SETTINGS])
+    if credentials.token is None:  # an AppID without a token: nothing can be verified
+        raise web.HTTPServiceUnavailable(text="WECHAT_TOKEN not configured")
+    return credentials
+
+
 @routes.get("/wechat/callback")
 async def verify(request: web.Request) -> web.Response:
-    credentials = CallbackCredentials.from_settings(request.app[SETTINGS])
-    if credentials.token is None:
-        return web.Response(status=503, text="WECHAT_TOKEN not configured")
+    credentials = _credentials(request)
     query = request.query
     try:
         check_timestamp(query.get("timestamp"))
@@ -83,9 +88,7 @@ async def _read_body(request: web.Request) -> bytes:
 
 @routes.post("/wechat/callback")
 async def receive(request: web.Request) -> web.Response:
-    credentials = CallbackCredentials.from_settings(request.app[SETTINGS])
-    if credentials.token is None:
-        return web.Response(status=503, text="WECHAT_TOKEN not configured")
+    credentials = _credentials(request)
     query = request.query
     safe_mode = query.get("encrypt_type", "raw").lower() == "aes"
     try:
