@@ -8,18 +8,18 @@ Collection ``subscription_grants``, one document per (openid, template_id) — u
      accepted_total: int,       # acceptances ever recorded
      last_status: str | None,   # last status WeChat reported: accept / reject / ban / filter …
      last_sent: {msg_id, error_code, error_status, at} | None,  # from subscribe_msg_sent_event
+     holders: [str],            # notifications that took a grant (the last HOLDERS_KEPT)
      created_at, updated_at}
 
-Protocol with the sender (the notification dispatcher):
+Protocol with the sender (the notification dispatcher, ``scheduling/dispatch.py``):
 - the WeChat callback calls ``add_grant`` for every ``accept`` (subscribe_msg_popup_event /
   subscribe_msg_change_event) and ``revoke_grants`` when the user switches a template off;
-- before sending a subscribe message the sender calls ``take_grant`` (atomic: decrements only
-  while ``available > 0``); True means it owns one grant and may send;
-- if the send then fails *without* being delivered (a transient error the sender will retry
-  through another path, or any error where WeChat did not use the grant — not 43101), the
-  sender calls ``return_grant`` to give it back. After 43101 the grant was not really there:
-  do not return it.
-Every function takes an optional ``session`` so it can join the caller's transaction.
+- before sending a subscribe message the sender takes a grant for the notification with
+  ``hold_grant`` (or ``hold_grants`` for a claimed batch): atomic, only while ``available > 0``,
+  and the grant document remembers the holder, so a retried or reclaimed attempt finds it again;
+- a message WeChat accepted needs nothing more; ``release_grant`` ends a hold that did not lead to
+  one — the grant goes back, except after 43101 (WeChat had none to use).
+The bookkeeping functions take an optional ``session`` so they can join the caller's transaction.
 """
 
 from __future__ import annotations
@@ -70,25 +70,6 @@ async def add_grant(
         raise ValueError("n must be positive")
     await _upsert(db, openid, template_id,
                   {"$inc": {"available": n, "accepted_total": n}, "$set": {"last_status": status}}, session)
-
-
-async def take_grant(
-    db: AsyncDatabase, openid: str, template_id: str, *, session: AsyncClientSession | None = None
-) -> bool:
-    """Use one grant; False when none is left. Atomic across instances."""
-    result = await db[COLLECTION].update_one(
-        {"openid": openid, "template_id": template_id, "available": {"$gt": 0}},
-        {"$inc": {"available": -1}, "$set": {"updated_at": datetime.now(UTC)}},
-        session=session,
-    )
-    return result.modified_count == 1
-
-
-async def return_grant(
-    db: AsyncDatabase, openid: str, template_id: str, *, session: AsyncClientSession | None = None
-) -> None:
-    """Give back a grant taken by ``take_grant`` whose message WeChat did not accept."""
-    await _upsert(db, openid, template_id, {"$inc": {"available": 1}}, session)
 
 
 async def revoke_grants(

@@ -236,14 +236,15 @@ async def test_app_holds_one_client(make_client, db):
 
 async def test_grants_are_taken_atomically(db):
     await grants.add_grant(db, "o1", "TPL", 3)
-    taken = await asyncio.gather(*(grants.take_grant(db, "o1", "TPL") for _ in range(10)))
+    taken = await asyncio.gather(*(grants.hold_grant(db, "o1", "TPL", f"n{i}", may_hold_already=False)
+                                   for i in range(10)))
     assert taken.count(True) == 3
     assert await grants.available(db, "o1", "TPL") == 0
-    await grants.return_grant(db, "o1", "TPL")
+    await grants.release_grant(db, "o1", "TPL", f"n{taken.index(True)}", used=False)
     assert await grants.available(db, "o1", "TPL") == 1
     await grants.revoke_grants(db, "o1", "TPL", "reject")
-    assert not await grants.take_grant(db, "o1", "TPL")
-    assert not await grants.take_grant(db, "nobody", "TPL")
+    assert not await grants.hold_grant(db, "o1", "TPL", "n10", may_hold_already=False)
+    assert not await grants.hold_grant(db, "nobody", "TPL", "n11", may_hold_already=False)
 
 
 async def test_concurrent_first_grants_do_not_collide(db):
