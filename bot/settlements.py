@@ -190,12 +190,18 @@ async def visible_settlements(
     db: AsyncDatabase, openid: str, limit: int = 20
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The resident's settlements, newest first, each with the binding that makes it visible."""
-    bindings = {b["id_hash"]: b for b in await identities.bindings_of_resident(db, openid)}
-    if not bindings:
+    return await _settlements_of(db, await identities.bindings_of_resident(db, openid), limit)
+
+
+async def _settlements_of(
+    db: AsyncDatabase, bindings: list[dict[str, Any]], limit: int
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    by_hash = {b["id_hash"]: b for b in bindings}
+    if not by_hash:
         return []
-    cursor = db[COLLECTION].find({"id_hash": {"$in": list(bindings)}}, {"history": 0})
+    cursor = db[COLLECTION].find({"id_hash": {"$in": list(by_hash)}}, {"history": 0})
     documents = await cursor.sort("updated_at", DESCENDING).limit(limit).to_list()
-    return [(doc, bindings[doc["id_hash"]]) for doc in documents]
+    return [(doc, by_hash[doc["id_hash"]]) for doc in documents]
 
 
 async def visible_settlement(db: AsyncDatabase, openid: str, settlement_id: str) -> tuple[dict, dict] | None:
@@ -237,10 +243,11 @@ def settlement_view(settlement: dict[str, Any], binding: dict[str, Any], *, deta
 
 async def menu_reply(db: AsyncDatabase, openid: str, limit: int = 3) -> str:
     """The chat's MENU_SETTLEMENT answer: the latest settlements of the identities this user bound."""
-    if not await identities.bindings_of_resident(db, openid):
+    bindings = await identities.bindings_of_resident(db, openid)
+    if not bindings:
         return ("您还没有绑定参保人。请在小程序「结算查询」中绑定本人或家人的身份证号（或医保编号），"
                 "之后每次结算进度变化都会通知您。")
-    rows = await visible_settlements(db, openid, limit)
+    rows = await _settlements_of(db, bindings, limit)
     if not rows:
         return "暂未查询到您绑定的参保人的结算记录。医院或医保经办机构提交结算后，我们会第一时间通知您。"
     lines = ["您最近的结算："]
