@@ -347,10 +347,6 @@ class TemplateBook:
                 raise TemplateError(f"{where}: 未知占位符 {sorted(unknown)}")
         return KindTemplate(kind, template_id, title, page, tuple(fields), text)
 
-    def template_id(self, kind: str) -> str | None:
-        template = self.kinds.get(kind)
-        return template.template_id if template and template.template_id else None
-
     def template_ids(self) -> set[str]:
         return {t.template_id for t in self.kinds.values() if t.template_id}
 
