@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from bot.settlement_rules import FUND_PARTS, STATUS_LABELS, VISIT_TYPES, format_yuan
+from bot.settlement_rules import AMOUNT_KEYS, FUND_PARTS, STATUS_LABELS, VISIT_TYPES, format_yuan
 from bot.wechat_template import RULES, field_type, problems
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def _text(payload: Mapping[str, Any], key: str) -> str:
 
 def settlement_context(payload: Mapping[str, Any]) -> dict[str, str]:
     amounts = {key: Decimal(str(value)) for key, value in (payload.get("amounts") or {}).items()}
-    for key in ("total", *(k for k, _ in FUND_PARTS)):
+    for key in AMOUNT_KEYS:
         amounts.setdefault(key, Decimal("0"))
     funds = sum((amounts[k] for k, _ in FUND_PARTS if k != "self_pay"), Decimal("0"))
     occurred = _local(payload.get("occurred_at"))
@@ -171,7 +171,7 @@ def settlement_context(payload: Mapping[str, Any]) -> dict[str, str]:
         "visit_type_label": VISIT_TYPES.get(_text(payload, "visit_type"), "就医"),
         "admitted_on": _text(payload, "admitted_on"),
         "discharged_on": _text(payload, "discharged_on"),
-        **{key: format_yuan(amounts[key]) for key in ("total", *(k for k, _ in FUND_PARTS))},
+        **{key: format_yuan(amounts[key]) for key in AMOUNT_KEYS},
         "total_amount": f"{amounts['total']:.2f}元",
         "self_pay_amount": f"{amounts['self_pay']:.2f}元",
         "funds_amount": f"{funds:.2f}元",
