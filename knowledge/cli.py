@@ -18,9 +18,7 @@ def _print(obj: Any) -> None:
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
     import knowledge
-    from knowledge import segment
 
-    segment.initialise()
     engine = knowledge.current_engine()
     if args.question:
         _print(engine.answer(" ".join(args.question)).to_dict())

@@ -23,7 +23,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 import knowledge
 from bot.keys import DB, READINESS
-from knowledge import segment
 from knowledge.corpus import DATA_DIR, CorpusError, fingerprint
 from knowledge.engine import Engine
 
@@ -49,11 +48,6 @@ async def bump_version(db: AsyncDatabase) -> int:
     return int(document["version"])
 
 
-def _build(data_dir: Path, version: int) -> Engine:
-    segment.initialise()
-    return Engine.build(data_dir, db_version=version)
-
-
 class Reloader:
     """Watches one corpus directory and the version counter; ``check`` rebuilds when they change."""
 
@@ -74,7 +68,7 @@ class Reloader:
         if current is not None and (stamp in ((current.fingerprint, current.db_version), self._failed)):
             return False
         try:
-            engine = await asyncio.to_thread(_build, self.data_dir, stamp[1])
+            engine = await asyncio.to_thread(Engine.build, self.data_dir, db_version=stamp[1])
         except CorpusError as exc:
             RELOADS.labels("failed").inc()
             if current is None:
@@ -102,9 +96,8 @@ class Reloader:
 
 
 async def startup_step(app: web.Application) -> None:
-    """Start-up: initialise jieba once and have the index built before /readyz says ready (an engine
-    already built from the same corpus in this process is kept)."""
-    segment.initialise()
+    """Start-up: have the index built before /readyz says ready (an engine already built from the same
+    corpus in this process is kept). The build, in a worker thread, also loads jieba's dictionary."""
     await Reloader(app[DB]).check()
     engine = knowledge.current_engine()
     app[READINESS].detail["faq"] = {"entries": len(engine.corpus.entries), "documents": engine.index.n_docs,

@@ -1,8 +1,8 @@
 """Chinese segmentation with jieba and the domain user dictionary, and the two kinds of index terms.
 
-jieba's default dictionary is loaded once per process (``initialise``, called by the app's start-up step
-or lazily by the first engine build); domain words are added to it with ``add_words`` (idempotent, only
-ever adds, so a hot reload never removes a word a running engine relies on).
+jieba's default dictionary is loaded once per process (``initialise``, called by the first engine build,
+which the app's start-up step runs in a worker thread); domain words are added to it with ``add_words``
+(idempotent, only ever adds, so a hot reload never removes a word a running engine relies on).
 
 Terms (pure functions of the token list):
 - ``word_terms``: the tokens without stop words, plus the dictionary sub-words of long tokens (as
