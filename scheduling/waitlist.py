@@ -172,7 +172,7 @@ async def offer_next(
                                           sort=[("created_at", ASCENDING), ("_id", ASCENDING)], session=session)
     if entry is None:
         return None
-    if not await take(db, session, slot_id):
+    if not await take(db, session, slot_id, seen=slot):
         return None  # no room (capacity was reduced below the bookings)
     offered = await update_and_get(
         db, COLLECTION, {"_id": entry["_id"], "status": WAITING},
