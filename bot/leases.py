@@ -4,12 +4,15 @@ WeChat token refresh."""
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import UTC, datetime, timedelta
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 COLLECTION = "leases"
+INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}"  # this process as a holder (jobs, outbox claims)
 
 
 async def acquire(db: AsyncDatabase, name: str, holder: str, ttl: timedelta) -> bool:

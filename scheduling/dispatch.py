@@ -57,9 +57,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import random
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -75,6 +73,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from bot import grants, inbox, users
 from bot.config import Settings
 from bot.keys import DB, DISPATCH, SETTINGS, TEMPLATES, WECHAT
+from bot.leases import INSTANCE_ID
 from bot.outbox import COLLECTION, FAILED, PENDING, SENDING, SENT
 from bot.templates import Rendered, TemplateBook
 from bot.wechat_api import NO_RETRY, NO_SUBSCRIPTION, WeChatClient, WeChatError
@@ -98,8 +97,6 @@ OUTBOX_DELAY = Histogram(
 OUTBOX_DEPTH = Gauge("outbox_depth", "Notifications due and not yet delivered, by status (pending, sending)",
                      ["status"])
 OUTBOX_OLDEST = Gauge("outbox_oldest_pending_age_seconds", "How long the oldest due pending notification waits")
-
-INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 # The job ticks every 2 s and each run keeps polling for 1.5 s, so a new notification waits at most
 # about half a second for a dispatcher instead of a whole tick.

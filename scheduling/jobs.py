@@ -8,8 +8,6 @@ Capabilities add their jobs to ``jobs()``. ``scheduler_context`` runs them insid
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,10 +19,9 @@ from prometheus_client import Counter, Histogram
 
 from bot import leases
 from bot.keys import DB, READINESS
+from bot.leases import INSTANCE_ID
 
 log = logging.getLogger(__name__)
-
-INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 JOB_RUNS = Counter("job_runs_total", "Periodic job runs by result (ok, failed, skipped; overlapped: a tick "
                    "that found the previous run still going)", ["job", "result"])
