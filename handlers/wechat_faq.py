@@ -9,7 +9,6 @@ that entry.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -30,10 +29,6 @@ UNAVAILABLE = "问答服务暂时不可用，请稍后再试。您也可以回�
 PICK_HINT = "回复数字查看对应问题的答案。"
 
 FAQ_CACHE = Counter("wechat_faq_cache_total", "Chat FAQ answers served from the answer cache or computed", ["result"])
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 class AnswerCache:
@@ -90,7 +85,7 @@ async def answer_question(ctx: ChatContext) -> str:
 
     question = ctx.text or ""
     try:
-        result = await _maybe_await(CACHE.answer(question))
+        result = CACHE.answer(question)
     except Exception:
         log.exception("FAQ answer failed")
         return UNAVAILABLE
@@ -124,7 +119,7 @@ async def show_choice(ctx: ChatContext) -> str:
     if not 1 <= number <= len(choices):
         return f"请回复 1 到 {len(choices)} 之间的数字，或直接输入您的问题。"
     try:
-        entry = await _maybe_await(knowledge.entry(choices[number - 1]))
+        entry = knowledge.entry(choices[number - 1])
     except Exception:
         log.exception("FAQ entry lookup failed")
         return UNAVAILABLE
