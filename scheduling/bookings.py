@@ -50,7 +50,6 @@ from scheduling.booking_base import (
     audit,
     load_bookable,
     local,
-    local_text,
     notification_payload,
     take,
     update_and_get,
@@ -584,10 +583,6 @@ def view(
             **({"details": record["details"]} if record.get("action") == "reschedule" else {}),
         } for record in audit_records]
     return out
-
-
-def local_start(booking: dict[str, Any]) -> str:
-    return local_text(booking["start"])
 
 
 # ---------------------------------------------------------------- jobs
