@@ -62,7 +62,6 @@ class ChatContext:
     event: str | None = None  # lower-case event name for kind "event"
     event_key: str | None = None
     match: re.Match[str] | None = None
-    state_ttl: timedelta = chat_state.DEFAULT_TTL
     group: GroupCommit | None = field(default=None, repr=False)  # group commit for state writes
     _recalled: dict[str, Any] = field(default_factory=dict, repr=False)
     _changes: list[tuple[str, Any, timedelta]] = field(default_factory=list, repr=False)
@@ -77,7 +76,7 @@ class ChatContext:
         at once; stored when the handler has answered (off the reply's path, before the message
         counts as done), so the user's next message sees it."""
         self._recalled[key] = value
-        self._changes.append((key, value, ttl or self.state_ttl))
+        self._changes.append((key, value, ttl or chat_state.DEFAULT_TTL))
 
     async def recall(self, key: str, default: Any = None) -> Any:
         if key not in self._recalled:  # read once per message, even if a condition and a handler ask
