@@ -36,9 +36,8 @@ def _view(booking: dict[str, Any], member: staff.StaffMember, audit_records: lis
 
 
 async def _booking_for(request: web.Request, member: staff.StaffMember) -> dict[str, Any]:
-    booking = await bookings.get(request.app[DB], request.match_info["booking_id"], Actor.staff(member))
-    require_institution(member, booking["institution_id"])
-    return booking
+    """The booking if this member may see it (``bookings.get`` checks institution and nurse: 404/403)."""
+    return await bookings.get(request.app[DB], request.match_info["booking_id"], Actor.staff(member))
 
 
 @routes.get("/api/v1/staff/bookings")
