@@ -17,7 +17,7 @@ from handlers.wechat_replies import PAGES, miniprogram_link
 from handlers.wechat_router import ChatContext, Reply, fit_text, on_click, on_text
 from scheduling import bookings
 from scheduling import transitions as t
-from scheduling.booking_base import Actor, Policy, api_error, local_text
+from scheduling.booking_base import Actor, Policy, local_text
 
 LIST_KEY = "booking_list"
 PENDING_KEY = "booking_cancel"
@@ -69,10 +69,8 @@ async def cancel_booking(ctx: ChatContext) -> Reply:
         t.decide(booking["kind"], booking["status"], t.CANCELLED,
                  t.Situation(now=datetime.now(UTC), start=booking["start"], actor=t.RESIDENT,
                              cancel_deadline=booking.get("cancel_deadline")))
-    except ApiError as exc:
+    except (ApiError, t.TransitionError) as exc:
         return exc.message
-    except t.TransitionError as exc:
-        return api_error(exc).message
     await ctx.remember(PENDING_KEY, booking["_id"], CONFIRM_TTL)
     return (f"您要取消的预约：{describe(booking)}\n"
             "回复“确认”取消该预约；回复“不取消”保留。5 分钟内有效。")
