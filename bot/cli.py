@@ -53,15 +53,16 @@ def _register_core(sub: argparse._SubParsersAction) -> None:
     seed.set_defaults(func=_seed_demo)
 
 
-# Functions that add subcommands; each sets ``func(args, settings) -> exit status``.
 def _register_faq(sub: argparse._SubParsersAction) -> None:
     from knowledge.cli import register
 
     register(sub)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_core, _register_faq, wechat_cli.register]
-COMMANDS.append(worker.register)
+# Functions that add subcommands; each sets ``func(args, settings) -> exit status``.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _register_core, _register_faq, wechat_cli.register, worker.register,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
