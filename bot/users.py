@@ -18,14 +18,12 @@ from bot.group_commit import GroupCommit, write
 COLLECTION = "users"
 
 
-async def touch_user(db: AsyncDatabase, openid: str, **fields: Any) -> None:
-    """Create the user on first sight and record that they were seen now."""
+async def touch_user(db: AsyncDatabase, openid: str, *, group: GroupCommit | None = None, **fields: Any) -> None:
+    """Create the user on first sight and record that they were seen now (and ``fields``);
+    ``group`` lets the chat group-commit it."""
     now = datetime.now(UTC)
-    await db[COLLECTION].update_one(
-        {"_id": openid},
-        {"$setOnInsert": {"first_seen": now}, "$set": {"last_seen": now, **fields}},
-        upsert=True,
-    )
+    update = {"$setOnInsert": {"first_seen": now}, "$set": {"last_seen": now, **fields}}
+    await write(db, COLLECTION, UpdateOne({"_id": openid}, update, upsert=True), group)
 
 
 # The customer-service window: WeChat accepts customer-service messages for 48 hours after the
@@ -38,17 +36,15 @@ async def record_interaction(
     group: GroupCommit | None = None,
 ) -> None:
     """One chat message or event from ``openid``: seen now; ``opens_window`` for the kinds that
-    (re)open the 48-hour window; ``subscribed`` on subscribe/unsubscribe. Same document shape as
-    ``touch_user``; ``group`` lets the chat group-commit it."""
+    (re)open the 48-hour window; ``subscribed`` on subscribe/unsubscribe."""
     now = datetime.now(UTC)
-    fields: dict[str, Any] = {"last_seen": now}
+    fields: dict[str, Any] = {}
     if opens_window:
         fields["last_message_at"] = now
     if subscribed is not None:
         fields["subscribed"] = subscribed
         fields["subscribed_at" if subscribed else "unsubscribed_at"] = now
-    update = {"$setOnInsert": {"first_seen": now}, "$set": fields}
-    await write(db, COLLECTION, UpdateOne({"_id": openid}, update, upsert=True), group)
+    await touch_user(db, openid, group=group, **fields)
 
 
 async def record_login(db: AsyncDatabase, openid: str, unionid: str | None = None) -> None:
