@@ -99,9 +99,13 @@ class SettlementEvent:
 
 @dataclass(frozen=True)
 class Decision:
-    apply: bool  # the event becomes the settlement's current state
+    apply: bool  # the event becomes the settlement's current state; otherwise it is late
     status_changed: bool  # residents are notified
-    late: bool  # lower or equal sequence: kept in the history only
+
+    @property
+    def late(self) -> bool:
+        """Lower or equal sequence: kept in the history only."""
+        return not self.apply
 
 
 def reachable(current: str, target: str) -> bool:
@@ -121,12 +125,12 @@ def reachable(current: str, target: str) -> bool:
 def decide(current_status: str | None, current_sequence: int | None, status: str, sequence: int) -> Decision:
     """What an event does to a settlement; raises ``TransitionRefusedError`` for a contradiction."""
     if current_status is None or current_sequence is None:
-        return Decision(apply=True, status_changed=True, late=False)
+        return Decision(apply=True, status_changed=True)
     if sequence <= current_sequence:
-        return Decision(apply=False, status_changed=False, late=True)
+        return Decision(apply=False, status_changed=False)
     if not reachable(current_status, status):
         raise TransitionRefusedError(current_status, status)
-    return Decision(apply=True, status_changed=status != current_status, late=False)
+    return Decision(apply=True, status_changed=status != current_status)
 
 
 def _identifier(body: Mapping[str, Any], field: str) -> str:
