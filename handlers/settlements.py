@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def limit_of(request: web.Request, default: int = 20, maximum: int = 100) -> int:
-    return query_int(request, "limit", default, 1, maximum, code="invalid_limit")
+def limit_of(request: web.Request) -> int:
+    """The ``limit`` query parameter of the resident lists (settlements, inbox): 1–100, default 20."""
+    return query_int(request, "limit", 20, 1, 100, code="invalid_limit")
 
 
 @routes.post("/api/v1/me/insured-identities")
