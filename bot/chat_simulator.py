@@ -65,9 +65,9 @@ def signed_query(credentials: CallbackCredentials, body: str, *, aes: bool, open
     query = {"signature": sign(credentials.token, timestamp, nonce), "timestamp": timestamp,
              "nonce": nonce, "openid": openid}
     if aes:
-        envelope = encrypt(credentials, body, nonce, timestamp)
-        encrypted = parse_xml(envelope, required=("Encrypt",))["Encrypt"]
-        query.update(encrypt_type="aes", msg_signature=sign(credentials.token, timestamp, nonce, encrypted))
+        envelope = parse_xml(encrypt(credentials, body, nonce, timestamp), required=("Encrypt", "MsgSignature"))
+        encrypted = envelope["Encrypt"]
+        query.update(encrypt_type="aes", msg_signature=envelope["MsgSignature"])
         body = f"<xml><ToUserName>{ACCOUNT}</ToUserName><Encrypt>{escape(encrypted)}</Encrypt></xml>"
     return query, body
 
