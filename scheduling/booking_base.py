@@ -19,12 +19,15 @@ from bot.config import Settings
 from bot.db import declare_indexes
 from bot.errors import ApiError
 from bot.staff import StaffMember
+from scheduling import catalogue, institutions, nurses, slots
 from scheduling import transitions as t
 from scheduling.calendar import SHANGHAI
 from scheduling.catalogue import offered_by
 
-BOOKINGS, AUDIT, SLOTS, SERVICES, INSTITUTIONS, NURSES = (
-    "bookings", "audit_log", "slots", "services", "institutions", "nurses")
+BOOKINGS, AUDIT = "bookings", "audit_log"
+# the collections of the modules that own them
+SLOTS, SERVICES, INSTITUTIONS, NURSES = (
+    slots.COLLECTION, catalogue.COLLECTION, institutions.COLLECTION, nurses.COLLECTION)
 
 # A nursing request must leave the institution time to review it: its review deadline is at the
 # latest this long before the visit, and waitlist offers for nursing slots end by then too.
