@@ -14,9 +14,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from bot.db import declare_indexes
+from bot.group_commit import DUPLICATE_KEY
 
 COLLECTION = "inbox"
-DUPLICATE_KEY = 11000
 REFERENCE_KEYS = ("settlement_id", "booking_id", "waitlist_id")
 
 declare_indexes(COLLECTION, IndexModel([("openid", 1), ("created_at", DESCENDING)], name="openid_created"))
