@@ -192,9 +192,7 @@ async def _new_booking(
         _check_service_area(institution, address)
         booking.update(
             patient=patients.snapshot(patient), address=address, assessment=assessment.validate(request.assessment),
-            cancel_deadline=slot["start"] - timedelta(hours=institution.get("cancel_deadline_hours",
-                                                                            DEFAULT_CANCEL_HOURS)),
-            review_deadline=_review_deadline(institution, slot["start"], now),
+            **_nursing_deadlines(institution, slot["start"], now),
         )
     return booking
 
@@ -228,6 +226,13 @@ def _check_service_area(institution: dict[str, Any], address: dict[str, str]) ->
     raise bad_request("outside_service_area",
                       f"该地址不在{institution.get('name', '该机构')}的上门服务范围内",
                       service_area=institution.get("service_area") or [])
+
+
+def _nursing_deadlines(institution: dict[str, Any], start: datetime, now: datetime) -> dict[str, datetime]:
+    """A nursing visit's deadlines: the family cancels itself until N hours before, staff review by
+    ``_review_deadline``."""
+    return {"cancel_deadline": start - timedelta(hours=institution.get("cancel_deadline_hours", DEFAULT_CANCEL_HOURS)),
+            "review_deadline": _review_deadline(institution, start, now)}
 
 
 def _review_deadline(institution: dict[str, Any], start: datetime, now: datetime) -> datetime:
@@ -473,9 +478,7 @@ async def reschedule(
     moved: dict[str, Any] = {"slot_id": slot["_id"], "date": slot["date"], "start": slot["start"],
                              "end": slot["end"], "cancel_deadline": slot["start"], "updated_at": now}
     if current["kind"] == t.NURSING:
-        moved["cancel_deadline"] = slot["start"] - timedelta(
-            hours=institution.get("cancel_deadline_hours", DEFAULT_CANCEL_HOURS))
-        moved["review_deadline"] = _review_deadline(institution, slot["start"], now)
+        moved.update(_nursing_deadlines(institution, slot["start"], now))
 
     async def work(session: AsyncClientSession) -> dict[str, Any]:
         booking = _check_access(await db[BOOKINGS].find_one({"_id": booking_id}, session=session), actor)
