@@ -127,7 +127,7 @@ def view(document: dict[str, Any], *, reveal: bool) -> dict[str, Any]:
     """The API form; phone and ID numbers whole only when ``reveal`` (the family, the handling staff)."""
     phone, id_number = document.get("phone"), document.get("id_number")
     return {
-        "id": document.get("_id") or document.get("patient_id"),
+        "id": document["_id"],
         "name": document.get("name"),
         "gender": document.get("gender"),
         "age": document.get("age"),
