@@ -286,7 +286,7 @@ OPENAPI = {
                 "institution_id": {"type": "string"}, "institution_name": {"type": "string"},
                 "service_id": {"type": "string"}, "service_name": {"type": "string"}, "slot_id": {"type": "string"},
                 "date": {"type": "string", "format": "date"}, "start": _LOCAL_TIME, "end": _LOCAL_TIME,
-                "patient": {**ref("Patient"), "nullable": True}, "address": {**ref("Address"), "nullable": True},
+                "patient": {**ref("BookingPatient"), "nullable": True}, "address": {**ref("Address"), "nullable": True},
                 "assessment": {"type": "object", "nullable": True},
                 "nurse": {"type": "object", "nullable": True, "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"}, "title": {"type": "string"}}},

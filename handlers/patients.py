@@ -124,5 +124,11 @@ OPENAPI = {
             "description": "联系电话和身份证号只对本人账号和负责该预约的机构工作人员完整显示，其他情况脱敏",
             "properties": {"id": {"type": "string"}, **_PATIENT_FIELDS},
         },
+        "BookingPatient": {
+            "type": "object",
+            "description": ("预约时就诊人信息的快照（之后修改就诊人不影响已有预约），patient_id 为其来源；"
+                            "脱敏规则同 Patient"),
+            "properties": {"patient_id": {"type": "string"}, **_PATIENT_FIELDS},
+        },
     },
 }

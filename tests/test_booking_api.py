@@ -155,6 +155,8 @@ async def test_patients_and_a_nursing_request_over_http(api):
     detail = await (await api.get(f"/api/v1/bookings/{booking['id']}", headers=headers)).json()
     assert detail["patient"]["name"] == "王秀英"
     assert (await (await api.get("/api/v1/patients", headers=headers)).json())["patients"] == []
+    documented = (await (await api.get("/api/v1/openapi.json")).json())["components"]["schemas"]["BookingPatient"]
+    assert detail["patient"]["patient_id"] == patient["id"] and set(detail["patient"]) <= set(documented["properties"])
 
 
 async def test_waitlist_over_http(api):
