@@ -34,9 +34,9 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from bench.figures import quantile  # noqa: E402
-from bot.chat_simulator import text_xml  # noqa: E402
 from bot.embedded import free_port  # noqa: E402
-from bot.wechat_callback import DEV_TOKEN, sign  # noqa: E402
+from bot.wechat.callback import DEV_TOKEN, sign  # noqa: E402
+from bot.wechat.simulator import text_xml  # noqa: E402
 
 RATE = 500
 DURATION = 10.0

@@ -35,12 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.figures import quantile  # noqa: E402
 from bot import db as database  # noqa: E402
-from bot import grants, outbox, users  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.embedded import EmbeddedMongo  # noqa: E402
-from bot.templates import SAMPLE_PAYLOADS, TemplateBook  # noqa: E402
-from bot.wechat_api import WeChatClient  # noqa: E402
-from scheduling.dispatch import DISPATCH_EVERY, DISPATCH_LINGER, Dispatcher, DispatchPolicy  # noqa: E402
+from bot.notify import grants, outbox  # noqa: E402
+from bot.notify.dispatcher import DISPATCH_EVERY, DISPATCH_LINGER, Dispatcher, DispatchPolicy  # noqa: E402
+from bot.notify.templates import SAMPLE_PAYLOADS, TemplateBook  # noqa: E402
+from bot.wechat import users  # noqa: E402
+from bot.wechat.api import WeChatClient  # noqa: E402
 
 BACKLOG = 3000
 DRAIN_RUNS = 3

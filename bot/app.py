@@ -18,6 +18,7 @@ from aiohttp import web
 from bot import db as database
 from bot.config import Settings
 from bot.embedded import EmbeddedMongo
+from bot.jobs import JOBS, Job
 from bot.keys import DB, MONGO, READINESS, SETTINGS
 from bot.middlewares import MIDDLEWARES
 from bot.readiness import Readiness
@@ -49,18 +50,18 @@ def startup_steps(*, serve_requests: bool = True) -> list[tuple[str, StartupStep
 
 def capability_contexts(settings: Settings, *, scheduler: bool, serve_requests: bool = True) -> list[CleanupContext]:
     """Long-lived resources of the capabilities (HTTP clients, scheduler …), opened after the database."""
-    from bot.identity_key import identity_key_context
-    from bot.templates import templates_context
-    from bot.wechat_api import wechat_context
-    from handlers.wechat_dispatch import chat_context
+    from bot.chat.dispatch import chat_context
+    from bot.jobs import scheduler_context
+    from bot.notify.templates import templates_context
+    from bot.settlements.identity_key import identity_key_context
+    from bot.wechat.api import wechat_context
     from knowledge.reload import reload_context as faq_reload_context
-    from scheduling.jobs import scheduler_context
 
     contexts: list[CleanupContext] = [wechat_context, templates_context, identity_key_context]
     if serve_requests:
         contexts += [chat_context, faq_reload_context]
     if scheduler:
-        from scheduling.dispatch import dispatch_context
+        from bot.notify.dispatcher import dispatch_context
 
         contexts.append(scheduler_context)
         contexts.append(dispatch_context)  # after the scheduler: unwinds first, so dispatch ends gracefully
@@ -119,6 +120,15 @@ async def _wait_for_database(app: web.Application, embedded: EmbeddedMongo | Non
         await asyncio.sleep(1)
 
 
+def jobs() -> list[Job]:
+    """Every capability's periodic jobs."""
+    from bot.notify import dispatcher
+    from scheduling import booking_jobs, slot_jobs
+
+    return [Job("calendar-slots", slot_jobs.REFRESH_EVERY, slot_jobs.refresh_slots, exclusive=True),
+            *booking_jobs.booking_jobs(), *dispatcher.dispatch_jobs()]
+
+
 def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bool = True) -> web.Application:
     """``serve_requests=False`` (``python -m bot worker``): jobs only, without the FAQ index and chat."""
     from handlers import setup_routes  # handlers import bot modules; keep the import one-way
@@ -126,6 +136,7 @@ def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bo
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[READINESS] = Readiness()
+    app[JOBS] = jobs() if scheduler else []
     steps = startup_steps(serve_requests=serve_requests)
     app.cleanup_ctx.append(functools.partial(database_context, steps=steps))
     app.cleanup_ctx.extend(capability_contexts(settings, scheduler=scheduler, serve_requests=serve_requests))

@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from bot import wechat_cli, worker
+from bot import worker
 from bot.config import Settings, SettingsError
 from bot.embedded import EmbeddedDatabaseError
 from bot.logs import configure_logging
+from bot.wechat import cli as wechat_cli
 
 log = logging.getLogger("bot")
 

@@ -125,7 +125,7 @@ class Settings:
     demo_staff_password: str | None = _setting("text")  # seed-demo: password of the demo staff accounts
     settlement_webhook_secret: str | None = _setting("text")  # HMAC secret shared with the settlement system
     identity_hash_key: str | None = _setting("text")  # key of the ID-number hash; required in production
-    wechat_template_ids: str | None = _setting("text")  # "kind=template_id,…" overriding bot/data/templates.yaml
+    wechat_template_ids: str | None = _setting("text")  # "kind=template_id,…" overriding bot/notify/data/templates.yaml
     outbox_concurrency: int = _setting("positive_int", 64)  # notifications sent at once per instance
     outbox_lease_seconds: int = _setting("positive_int", 60)  # a claimed notification is reclaimed after this
     outbox_max_attempts: int = _setting("positive_int", 8)  # transient failures before a notification fails

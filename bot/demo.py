@@ -13,14 +13,14 @@ Seeder = Callable[[AsyncMongoClient, AsyncDatabase, Settings], Awaitable[list[st
 
 
 async def _seed_demo_resident(client: AsyncMongoClient, db: AsyncDatabase, settings: Settings) -> list[str]:
-    from bot.users import touch_user
+    from bot.wechat.users import touch_user
 
     await touch_user(db, "demo-resident")
     return ["居民账号 demo-resident（开发登录：POST /api/v1/auth/dev-login {\"openid\": \"demo-resident\"}）"]
 
 
 def seeders() -> list[Seeder]:
-    from bot.settlement_demo import seed_settlement_demo
+    from bot.settlements.demo import seed_settlement_demo
     from scheduling.seed import seed_booking_demo
 
     return [_seed_demo_resident, seed_booking_demo, seed_settlement_demo]

@@ -7,12 +7,12 @@ import re
 
 from aiohttp import web
 
-from bot import sessions
+from bot.accounts import sessions
 from bot.errors import ApiError, bad_request
 from bot.keys import DB, SETTINGS
 from bot.openapi import BEARER, error_response, json_body, ref
-from bot.users import touch_user
 from bot.web import json_response, read_json
+from bot.wechat.users import touch_user
 
 routes = web.RouteTableDef()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import staff
+from bot.accounts import staff
 from bot.errors import ApiError, bad_request, not_found
 from bot.keys import DB, SETTINGS
 from bot.openapi import BEARER, error_response, json_body, ref

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot import grants, inbox
 from bot.errors import ApiError, bad_request, not_found
-from bot.keys import DB, TEMPLATES
+from bot.keys import DB
+from bot.notify import grants, inbox
+from bot.notify.templates import TEMPLATES
 from bot.openapi import BEARER, error_response, json_body, ref
 from bot.web import json_response, read_json
 from handlers.auth import current_resident

@@ -1,7 +1,7 @@
 """The settlement system's webhook: signed status events of hospital / insurance settlements.
 
 Order of checks: the feature is configured (503), the signature and timestamp (401), the JSON
-event (400 naming the field at fault), then ``bot.settlements.ingest`` (409 for a contradiction).
+event (400 naming the field at fault), then ``bot.settlements.store.ingest`` (409 for a contradiction).
 Nothing is written before every check passed. The body is never logged (it holds an ID number).
 """
 
@@ -12,12 +12,12 @@ import time
 
 from aiohttp import web
 
-from bot import settlements
 from bot.errors import ApiError, bad_request
-from bot.identity_key import require as require_identity_key
 from bot.keys import DB, MONGO, SETTINGS
 from bot.openapi import error_response, json_body, ref
-from bot.settlement_rules import AMOUNT_KEYS, STATUS_LABELS, EventInvalidError, TransitionRefusedError, parse_event
+from bot.settlements import store as settlements
+from bot.settlements.identity_key import require as require_identity_key
+from bot.settlements.rules import AMOUNT_KEYS, STATUS_LABELS, EventInvalidError, TransitionRefusedError, parse_event
 from bot.signatures import SignatureRejectedError, verify
 from bot.web import json_response
 

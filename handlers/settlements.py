@@ -8,13 +8,14 @@ import logging
 
 from aiohttp import web
 
-from bot import identities, settlements
 from bot.errors import ApiError, bad_request, not_found
-from bot.id_numbers import InvalidIdNumberError, parse
-from bot.identity_key import require as require_identity_key
 from bot.keys import DB, MONGO
 from bot.masking import mask_name
 from bot.openapi import BEARER, error_response, json_body, ref
+from bot.settlements import identities
+from bot.settlements import store as settlements
+from bot.settlements.id_numbers import InvalidIdNumberError, parse
+from bot.settlements.identity_key import require as require_identity_key
 from bot.web import json_response, query_int, read_json
 from handlers.auth import current_resident
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from bot import sessions, staff
+from bot.accounts import sessions, staff
 from bot.errors import ApiError, bad_request
 from bot.keys import DB
 from bot.openapi import BEARER, error_response, json_body

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import staff
+from bot.accounts import staff
 from bot.errors import bad_request
 from bot.keys import DB
 from bot.openapi import BEARER, error_response, json_body, ref

@@ -6,12 +6,12 @@ mode: with ``encrypt_type=aes`` the envelope is verified with ``msg_signature`` 
 
 Refusals: 403 for a missing or bad signature and a timestamp more than 5 minutes off; 400 for
 empty, non-UTF-8 or malformed XML, XML with a DOCTYPE/entities, and undecryptable envelopes; 413
-above ``bot.wechat_callback.MAX_BODY_BYTES``; 408 for a body that does not arrive within 10 s;
+above ``bot.wechat.callback.MAX_BODY_BYTES``; 408 for a body that does not arrive within 10 s;
 503 when no callback token is configured. Anything unexpected answers ``success`` (logged) —
 never a 500, which WeChat would retry and then show the user as "该公众号暂时无法提供服务".
 
 Development: without ``WECHAT_APP_ID`` and ``WECHAT_TOKEN`` the token is ``yibao-dev-token``
-(see ``bot.wechat_callback``), the one ``python -m bot chat`` uses by default.
+(see ``bot.wechat.callback``), the one ``python -m bot chat`` uses by default.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 from aiohttp import web
 from wechatpy.replies import TextReply, TransferCustomerServiceReply
 
-from bot.keys import CHAT, SETTINGS
-from bot.wechat_callback import (
+from bot.chat.dispatch import CHAT
+from bot.keys import SETTINGS
+from bot.wechat.callback import (
     MAX_BODY_BYTES,
     CallbackCredentials,
     CallbackRejectedError,

@@ -1,5 +1,5 @@
 """Mini-program login: ``POST /api/v1/auth/wx-login {"code"}`` exchanges the ``wx.login`` code with
-WeChat (code2session) for the user's openid and issues our own bearer session (``bot.sessions``).
+WeChat (code2session) for the user's openid and issues our own bearer session (``bot.accounts.sessions``).
 WeChat's ``session_key`` never leaves the server and is not stored."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import logging
 
 from aiohttp import web
 
-from bot import sessions
+from bot.accounts import sessions
 from bot.errors import ApiError, bad_request
-from bot.keys import DB, WECHAT
+from bot.keys import DB
 from bot.openapi import error_response, json_body, ref
-from bot.users import record_login
 from bot.web import json_response, read_json
-from bot.wechat_api import CODE_BEEN_USED, INVALID_CODE, NOT_CONFIGURED, WeChatError
+from bot.wechat.api import CODE_BEEN_USED, INVALID_CODE, NOT_CONFIGURED, WECHAT, WeChatError
+from bot.wechat.users import record_login
 
 log = logging.getLogger(__name__)
 

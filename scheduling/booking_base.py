@@ -15,10 +15,10 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bot.accounts.staff import StaffMember
 from bot.config import Settings
 from bot.db import declare_indexes
 from bot.errors import ApiError
-from bot.staff import StaffMember
 from scheduling import catalogue, institutions, nurses, slots
 from scheduling import transitions as t
 from scheduling.calendar import SHANGHAI

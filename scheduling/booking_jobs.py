@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot.jobs import Job
 from bot.keys import DB, SETTINGS
 from scheduling import bookings, waitlist
 from scheduling.booking_base import Policy
-
-if TYPE_CHECKING:
-    from scheduling.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,5 @@ async def move_waitlist(app: web.Application) -> None:
 
 
 def booking_jobs() -> list[Job]:
-    from scheduling.jobs import Job  # scheduling.jobs imports this module inside jobs()
-
     return [Job("booking-expire-requests", EVERY, expire_requests, exclusive=True),
             Job("booking-waitlist", EVERY, move_waitlist, exclusive=True)]

@@ -28,10 +28,10 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from bot import outbox
 from bot.db import declare_indexes, in_transaction
 from bot.errors import ApiError, bad_request, not_found
 from bot.masking import mask_id_number, mask_phone
+from bot.notify import outbox
 from scheduling import assessment, patients, waitlist
 from scheduling import transitions as t
 from scheduling.booking_base import (

@@ -19,7 +19,7 @@ import yaml
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from bot import staff
+from bot.accounts import staff
 from bot.config import Settings
 from scheduling import catalogue, institutions, nurses, slots
 

@@ -5,7 +5,7 @@ transition is allowed for this actor at this moment; the table also says what th
 the rest of the world (release the slot seat, assign or release the nurse, which notification,
 what happens to the reminders), so the storage code has no status-specific branches of its own.
 
-Actors are role names: ``resident`` (the family that booked), the staff roles of ``bot.staff``
+Actors are role names: ``resident`` (the family that booked), the staff roles of ``bot.accounts.staff``
 (admin, centre_staff, clinic_staff, nurse) and ``system`` (jobs).
 """
 

@@ -23,9 +23,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from bot import outbox
 from bot.db import declare_indexes, in_transaction
 from bot.errors import ApiError, not_found
+from bot.notify import outbox
 from scheduling.booking_base import (
     SLOTS,
     Actor,

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from bot.id_numbers import check_character
+from bot.settlements.id_numbers import check_character
 from bot.signatures import sign
 
 SECRET = "test-settlement-secret-0123456789"

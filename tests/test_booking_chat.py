@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.chat_simulator import Simulator, message_xml
 from bot.keys import SETTINGS
-from bot.wechat_callback import CallbackCredentials
+from bot.wechat.callback import CallbackCredentials
+from bot.wechat.simulator import Simulator, message_xml
 from scheduling import bookings
 from tests.booking_factories import ASSESSMENT, CENTRE_SERVICE, NURSING_SERVICE, POLICY, make_patient, world
 

@@ -2,10 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
+from bot.app import jobs
 from scheduling import booking_jobs, bookings, waitlist
 from scheduling import transitions as t
 from scheduling.booking_base import Actor
-from scheduling.jobs import jobs
 from tests.booking_factories import ASSESSMENT, CENTRE_SERVICE, NURSING_SERVICE, POLICY, make_patient, world
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import staff
+from bot.accounts import staff
 from tests.booking_factories import (
     ASSESSMENT,
     CENTRE,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot import staff
+from bot.accounts import staff
 from scheduling import slots
 from scheduling.seed import CENTRE_ID, DEMO_STAFF, HOSPITAL_ID, seed_booking_data, seed_booking_demo
 from tests.conftest import login

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 import knowledge
-from bot import staff
+from bot.accounts import staff
 from bot.keys import READINESS
 
 ADMIN_TOKEN = "s3cret-admin-token-for-tests"

@@ -1,7 +1,7 @@
 """Crash test: ``python -m bot worker`` draining 1,000 notifications is killed with SIGKILL in the
 middle; a new worker finishes the work. Every notification must end sent and reach the (fake)
 WeChat API at least once; the test reports how many were sent twice (the target is zero; the only
-way to get one is the window documented in scheduling/dispatch.py: killed after WeChat accepted a
+way to get one is the window documented in bot/notify/dispatcher.py: killed after WeChat accepted a
 message and before the acceptance was written)."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from bot import grants, outbox, users
-from bot.templates import SAMPLE_PAYLOADS
+from bot.notify import grants, outbox
+from bot.notify.templates import SAMPLE_PAYLOADS
+from bot.wechat import users
 from tests.fakes.wechat_api import FakeWeChat
 
 TOTAL = 1000

@@ -11,11 +11,12 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from bot import grants, outbox, users
 from bot.config import Settings
-from bot.templates import SAMPLE_PAYLOADS, TemplateBook
-from bot.wechat_api import WeChatClient
-from scheduling.dispatch import Dispatcher, DispatchPolicy, backoff, outbox_stats_job
+from bot.notify import grants, outbox
+from bot.notify.dispatcher import Dispatcher, DispatchPolicy, backoff, outbox_stats_job
+from bot.notify.templates import SAMPLE_PAYLOADS, TemplateBook
+from bot.wechat import users
+from bot.wechat.api import WeChatClient
 from tests.fakes.wechat_api import CUSTOM_SEND, SUBSCRIBE_SEND, FakeWeChat
 
 TEMPLATE = "TPL-SETTLEMENT"
@@ -218,7 +219,7 @@ async def test_timeout_is_retried_and_is_the_documented_ambiguity(db, wechat, bo
     await dispatcher.run()
     assert (await only(db))["channel"] == "subscribe"
     # WeChat (the fake) still processed the request that timed out: a time-out may have been
-    # delivered, and the retry repeats it -- the window documented in scheduling/dispatch.py
+    # delivered, and the retry repeats it -- the window documented in bot/notify/dispatcher.py
     for _ in range(40):
         if len(fake_wechat.sent) == 2:
             break

@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 from aiohttp import web
 
-from bot import outbox, users
-from bot.keys import DB, DISPATCH, SETTINGS, TEMPLATES, WECHAT
-from bot.templates import SAMPLE_PAYLOADS, TemplateBook
-from bot.wechat_api import WeChatClient
-from scheduling.acceptance_journal import AcceptanceJournal
-from scheduling.dispatch import Dispatcher, DispatchPolicy, dispatch_context, dispatch_job
+from bot.keys import DB, SETTINGS
+from bot.notify import outbox
+from bot.notify.dispatcher import DISPATCH, Dispatcher, DispatchPolicy, dispatch_context, dispatch_job
+from bot.notify.journal import AcceptanceJournal
+from bot.notify.templates import SAMPLE_PAYLOADS, TEMPLATES, TemplateBook
+from bot.wechat import users
+from bot.wechat.api import WECHAT, WeChatClient
 from tests.fakes.wechat_api import CUSTOM_SEND
 
 PAYLOAD = SAMPLE_PAYLOADS["settlement_status"]

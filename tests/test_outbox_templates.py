@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.templates import DEFAULT_PATH, KINDS, SAMPLE_PAYLOADS, TemplateBook, TemplateError, fit, parse_template_ids
-from bot.wechat_template import problems
+from bot.notify.templates import (
+    DEFAULT_PATH,
+    KINDS,
+    SAMPLE_PAYLOADS,
+    TemplateBook,
+    TemplateError,
+    fit,
+    parse_template_ids,
+)
+from bot.wechat.template_fields import problems
 
 
 def test_shipped_file_covers_every_kind_and_renders_within_wechat_rules():

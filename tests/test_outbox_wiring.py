@@ -8,13 +8,12 @@ from datetime import timedelta
 
 from prometheus_client import REGISTRY
 
-from bot.app import create_app
+from bot.app import create_app, jobs
 from bot.cli import build_parser
+from bot.jobs import Job, run_job, run_scheduler, scheduler_context
 from bot.keys import READINESS
+from bot.notify.dispatcher import dispatch_context
 from bot.worker import _worker
-from scheduling import jobs as jobs_module
-from scheduling.dispatch import dispatch_context
-from scheduling.jobs import Job, jobs, run_job, scheduler_context
 
 
 def test_roles_on_the_command_line(settings):
@@ -62,13 +61,12 @@ async def test_a_tick_during_a_long_run_is_counted_not_logged(client, monkeypatc
     async def slow(app):
         await asyncio.sleep(0.4)
 
-    monkeypatch.setattr(jobs_module, "jobs", lambda: [Job("test-slow", timedelta(seconds=0.05), slow)])
 
     def counted() -> float:
         return REGISTRY.get_sample_value("job_runs_total", {"job": "test-slow", "result": "overlapped"}) or 0
 
     before = counted()
-    ticking = scheduler_context(client.app)
+    ticking = run_scheduler(client.app, [Job("test-slow", timedelta(seconds=0.05), slow)])
     with caplog.at_level(logging.WARNING):
         await anext(ticking)
         await asyncio.sleep(0.5)
@@ -79,7 +77,7 @@ async def test_a_tick_during_a_long_run_is_counted_not_logged(client, monkeypatc
 
 def test_the_worker_builds_no_faq_index_and_no_chat(settings):
     from bot.app import capability_contexts, startup_steps
-    from handlers.wechat_dispatch import chat_context
+    from bot.chat.dispatch import chat_context
 
     assert "faq_index" in dict(startup_steps())
     assert "faq_index" not in dict(startup_steps(serve_requests=False))

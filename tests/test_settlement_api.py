@@ -11,13 +11,13 @@ import stat
 import pytest
 from bson import json_util
 
-from bot import grants
-from bot.chat_simulator import Simulator, message_xml
-from bot.identity_key import KEY_FILE
-from bot.keys import DB, SETTINGS, TEMPLATES
-from bot.templates import TemplateBook
-from bot.wechat_callback import CallbackCredentials
-from scheduling.dispatch import Dispatcher
+from bot.keys import DB, SETTINGS
+from bot.notify import grants
+from bot.notify.dispatcher import Dispatcher
+from bot.notify.templates import TEMPLATES, TemplateBook
+from bot.settlements.identity_key import KEY_FILE
+from bot.wechat.callback import CallbackCredentials
+from bot.wechat.simulator import Simulator, message_xml
 from tests.conftest import login
 from tests.settlement_support import IDENTITY_KEY, SECRET, event, post_event, resident_id
 
@@ -191,7 +191,7 @@ def test_shipped_templates_validate():
 
 
 async def test_demo_seeder_is_idempotent(mongo_client, db, settings):
-    from bot.settlement_demo import DEMO_OPENID, seed_settlement_demo
+    from bot.settlements.demo import DEMO_OPENID, seed_settlement_demo
 
     first = await seed_settlement_demo(mongo_client, db, settings)
     again = await seed_settlement_demo(mongo_client, db, settings)

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from bot import id_numbers
-from bot.id_numbers import INSURANCE_NUMBER, RESIDENT_ID, InvalidIdNumberError, identity_hash, parse
-from bot.settlement_rules import (
+from bot.settlements import id_numbers
+from bot.settlements.id_numbers import INSURANCE_NUMBER, RESIDENT_ID, InvalidIdNumberError, identity_hash, parse
+from bot.settlements.rules import (
     EventInvalidError,
     TransitionRefusedError,
     decide,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bot.outbox import COLLECTION as NOTIFICATIONS
+from bot.notify.outbox import COLLECTION as NOTIFICATIONS
 from tests.conftest import login
 from tests.settlement_support import IDENTITY_KEY, SECRET, WEBHOOK, event, post_event, resident_id, signed_headers
 

@@ -11,22 +11,22 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from bot import grants
 from bot.config import Settings
-from bot.keys import WECHAT
-from bot.wechat_api import (
+from bot.notify import grants
+from bot.wechat.api import (
     ACCESS_TOKEN_EXPIRED,
     HTTP_STATUS_ERROR,
     NO_RETRY,
     NOT_CONFIGURED,
     TOKENS_COLLECTION,
     TRANSPORT_TIMEOUT,
+    WECHAT,
     RetryPolicy,
     WeChatClient,
     WeChatPermanentError,
     WeChatTransientError,
 )
-from bot.wechat_template import clip, problems
+from bot.wechat.template_fields import clip, problems
 from tests.fakes.wechat_api import CUSTOM_SEND, STABLE_TOKEN, SUBSCRIBE_SEND, FakeWeChat
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)

@@ -10,10 +10,9 @@ import time
 import pytest
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
-from bot import wechat_callback
-from bot.chat_simulator import Simulator, decode_reply, message_xml, signed_query, text_xml
 from bot.keys import SETTINGS
-from bot.wechat_callback import (
+from bot.wechat import callback as wechat_callback
+from bot.wechat.callback import (
     DEV_TOKEN,
     CallbackCredentials,
     CallbackRejectedError,
@@ -22,6 +21,7 @@ from bot.wechat_callback import (
     parse_xml,
     sign,
 )
+from bot.wechat.simulator import Simulator, decode_reply, message_xml, signed_query, text_xml
 from handlers import wechat as wechat_handler
 
 # Official test vectors (WeChat's sample code), see DESIGN.md.

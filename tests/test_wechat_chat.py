@@ -9,14 +9,17 @@ from datetime import timedelta
 
 import pytest
 
-from bot import chat_state, grants, users
-from bot import wechat_dedupe as dedupe
-from bot.chat_simulator import Simulator, message_xml, signed_query, text_xml
+from bot.chat import faq as wechat_faq
+from bot.chat import replies as wechat_replies
+from bot.chat import rules as wechat_rules
+from bot.chat import state as chat_state
+from bot.chat.dispatch import SORRY
+from bot.chat.router import ChatContext, on_click, on_text
 from bot.keys import SETTINGS
-from bot.wechat_callback import CallbackCredentials
-from handlers import wechat_faq, wechat_replies, wechat_rules
-from handlers.wechat_dispatch import SORRY
-from handlers.wechat_router import ChatContext, on_click, on_text
+from bot.notify import grants
+from bot.wechat import dedupe, users
+from bot.wechat.callback import CallbackCredentials
+from bot.wechat.simulator import Simulator, message_xml, signed_query, text_xml
 
 # --- a capability module's rules, registered by the ``capability`` fixture ------------------------
 

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from bot import wechat_cli
+from bot.chat.replies import ASK_TO_TYPE
 from bot.config import Settings
+from bot.wechat import cli as wechat_cli
 from handlers import openapi_document
-from handlers.wechat_replies import ASK_TO_TYPE
 from tests.fakes.wechat_api import JSCODE2SESSION, MENU_CREATE
 
 

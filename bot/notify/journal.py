@@ -91,7 +91,7 @@ def _lines(path: Path) -> list[str]:
 
 
 async def _apply(path: Path, collection: Any) -> int:
-    from bot.outbox import PENDING, SENDING, SENT
+    from bot.notify.outbox import PENDING, SENDING, SENT
 
     recovered = 0
     now = datetime.now(UTC)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import html
 import logging
 
-from bot import grants
+from bot.chat.router import TRANSFER, ChatContext, Reply
 from bot.config import Settings
-from handlers.wechat_router import TRANSFER, ChatContext, Reply
+from bot.notify import grants
 
 log = logging.getLogger(__name__)
 

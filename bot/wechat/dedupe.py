@@ -48,7 +48,7 @@ for _collection in (COLLECTION, REPLIES):
 
 
 def key_for(fields: dict[str, Any]) -> str:
-    """The dedupe key of a parsed callback message (see ``bot.wechat_callback.parse_xml``)."""
+    """The dedupe key of a parsed callback message (see ``bot.wechat.callback.parse_xml``)."""
     sender, created = fields["FromUserName"], fields["CreateTime"].strip()
     if fields["MsgType"].strip().lower() == "event":
         return f"event:{sender}:{created}:{str(fields.get('Event', '')).strip().lower()}"

@@ -9,13 +9,13 @@ async condition; the first rule that matches handles the message. Handlers are p
 where ``Reply`` is a ``str`` (a text reply), ``None`` (no reply: WeChat gets ``success``) or
 ``TRANSFER`` (hand the conversation to a human agent, 转人工). ``ctx.match`` holds the
 ``re.Match`` of a text rule; ``ctx.remember/recall/forget`` keep per-user state for a while
-(``bot.chat_state``; changes are stored right after the reply, before the user's next message is
+(``bot.chat.state``; changes are stored right after the reply, before the user's next message is
 handled); ``ctx.after_reply(work)`` runs bookkeeping once the reply is on its way.
 
 Voice messages with WeChat's speech recognition count as text (kind ``"text"``, ``ctx.text`` is
 the recognised sentence), so every text rule works by voice too.
 
-The routing table itself lives in ``handlers/wechat_rules.py`` (how to add a rule is explained there).
+The routing table itself lives in ``bot/chat/rules.py`` (how to add a rule is explained there).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 from wechatpy.messages import BaseMessage
 
-from bot import chat_state
+from bot.chat import state as chat_state
 from bot.config import Settings
 from bot.group_commit import GroupCommit
 from bot.keys import SETTINGS

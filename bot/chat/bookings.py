@@ -1,4 +1,4 @@
-"""Chat rules of the booking capability (registered in ``handlers.wechat_rules.CAPABILITY_MODULES``).
+"""Chat rules of the booking capability (registered in ``bot.chat.rules.CAPABILITY_MODULES``).
 
 - The menu button 我的预约 (``MENU_MY_BOOKINGS``) lists the user's upcoming bookings, numbered; the
   numbers are remembered for the conversation.
@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.chat.replies import PAGES, miniprogram_link
+from bot.chat.router import ChatContext, Reply, fit_text, on_click, on_text
 from bot.errors import ApiError
 from bot.masking import mask_name
-from handlers.wechat_replies import PAGES, miniprogram_link
-from handlers.wechat_router import ChatContext, Reply, fit_text, on_click, on_text
 from scheduling import bookings
 from scheduling import transitions as t
 from scheduling.booking_base import Actor, Policy, local_text

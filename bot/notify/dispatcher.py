@@ -1,4 +1,4 @@
-"""The outbox dispatcher: delivers the notifications of ``bot.outbox`` by the best channel.
+"""The outbox dispatcher: delivers the notifications of ``bot.notify.outbox`` by the best channel.
 
 Claiming. A notification is claimed by a conditional update from ``pending`` (and due) to
 ``sending`` with ``lease_until``, ``claimed_by`` and a fresh ``claim_token``; only the instance
@@ -14,7 +14,7 @@ first so that server looks documents up by ``_id``.
 Channels, in order, for each claimed notification (its inbox copy is written first, keyed by the
 notification id, so the inbox holds every notification whatever happens next):
 1. subscribe message, when the kind has a template id, the payload renders within WeChat's field
-   rules and the user has a grant. ``bot.grants.hold_grant`` takes it for this notification in one
+   rules and the user has a grant. ``bot.notify.grants.hold_grant`` takes it for this notification in one
    single-document update that also records the holder, so the notification keeps its grant through
    transient retries and through a crash (the reclaimed attempt finds it instead of losing it or
    taking a second). The grants of a claimed batch are taken together (one bulk write,
@@ -22,7 +22,7 @@ notification id, so the inbox holds every notification whatever happens next):
    A permanent failure gives it back unless WeChat answered 43101 (there was no
    grant to give back). No multi-document transaction: a dispatcher killed inside one would leave it
    open on the server until the server's transaction lifetime runs out;
-2. customer-service text, when the user wrote to us within 48 hours (``bot.users.in_service_window``);
+2. customer-service text, when the user wrote to us within 48 hours (``bot.wechat.users.in_service_window``);
 3. the in-app inbox (already written): the notification is marked sent with channel ``inbox``.
 A permanent WeChat error moves on to the next channel (the reasons are kept in ``last_error``). A
 transient one (time-out, -1, 45009, HTTP 5xx …) puts the notification back to ``pending`` with
@@ -32,7 +32,7 @@ retry policy, and it survives restarts.
 
 Exactly once, and the window left. Right after the API call returns, the acceptance goes into this
 process's local journal (one ``write()``, microseconds, survives the death of the process:
-``scheduling/acceptance_journal.py``) and then into the database (``status: sent``, channel,
+``bot/notify/journal.py``) and then into the database (``status: sent``, channel,
 ``sent_at``; under load together with the acceptances that arrived while the previous such write
 was in flight: ``_AcceptanceRecorder``). A dispatcher on the same ``DATA_DIR`` replays a dead
 process's journal before it claims anything, so a restarted process does not send again what was
@@ -70,14 +70,16 @@ from prometheus_client import Counter, Gauge, Histogram
 from pymongo import ASCENDING, UpdateMany
 from pymongo.asynchronous.database import AsyncDatabase
 
-from bot import grants, inbox, users
 from bot.config import Settings
-from bot.keys import DB, DISPATCH, SETTINGS, TEMPLATES, WECHAT
+from bot.jobs import Job
+from bot.keys import DB, SETTINGS
 from bot.leases import INSTANCE_ID
-from bot.outbox import COLLECTION, FAILED, PENDING, SENDING, SENT
-from bot.templates import Rendered, TemplateBook
-from bot.wechat_api import NO_RETRY, NO_SUBSCRIPTION, WeChatClient, WeChatError
-from scheduling.acceptance_journal import AcceptanceJournal
+from bot.notify import grants, inbox
+from bot.notify.journal import AcceptanceJournal
+from bot.notify.outbox import COLLECTION, FAILED, PENDING, SENDING, SENT
+from bot.notify.templates import TEMPLATES, Rendered, TemplateBook
+from bot.wechat import users
+from bot.wechat.api import NO_RETRY, NO_SUBSCRIPTION, WECHAT, WeChatClient, WeChatError
 
 log = logging.getLogger(__name__)
 
@@ -524,6 +526,9 @@ class DispatchControl:
     idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
 
+DISPATCH: web.AppKey[DispatchControl] = web.AppKey("dispatch")
+
+
 async def dispatch_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context, after the scheduler's: on shutdown the running dispatch stops claiming and
     finishes its sends (so their acceptances are recorded) before the scheduler cancels its jobs."""
@@ -579,9 +584,7 @@ async def outbox_stats_job(app: web.Application) -> None:
     OUTBOX_OLDEST.set((now - oldest[0]["due_at"]).total_seconds() if oldest else 0.0)
 
 
-def dispatch_jobs() -> list[Any]:
+def dispatch_jobs() -> list[Job]:
     """Not exclusive: claims make concurrent dispatchers in several instances safe."""
-    from scheduling.jobs import Job
-
     return [Job("outbox-dispatch", DISPATCH_EVERY, dispatch_job),
             Job("outbox-stats", timedelta(seconds=15), outbox_stats_job)]

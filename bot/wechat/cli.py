@@ -1,9 +1,9 @@
 """WeChat commands of ``python -m bot``:
 
-- ``wechat menu push [--file F] [--dry-run]``: check the custom menu (``bot/wechat_menu.json``) and
+- ``wechat menu push [--file F] [--dry-run]``: check the custom menu (``bot/wechat/menu.json``) and
   create it with ``cgi-bin/menu/create`` (needs WECHAT_APP_ID and WECHAT_APP_SECRET);
 - ``chat [--url U] [--aes] [--openid O]``: a terminal chat with a running instance, playing the
-  WeChat server (``bot.chat_simulator``); token, AES key and AppID come from the same environment
+  WeChat server (``bot.wechat.simulator``); token, AES key and AppID come from the same environment
   variables and development defaults as the server.
 """
 
@@ -20,7 +20,7 @@ import aiohttp
 
 from bot.config import Settings
 
-MENU_FILE = Path(__file__).with_name("wechat_menu.json")
+MENU_FILE = Path(__file__).with_name("menu.json")
 MENU_KEYS = ("MENU_BOOK_CENTRE", "MENU_BOOK_NURSE", "MENU_MY_BOOKINGS", "MENU_SETTLEMENT", "MENU_HELP")
 
 CHAT_HELP = """命令：
@@ -67,7 +67,7 @@ def menu_problems(menu: Any) -> list[str]:
 
 def _menu_push(args: argparse.Namespace, settings: Settings) -> int:
     from bot.db import standalone_database
-    from bot.wechat_api import WeChatClient, WeChatError
+    from bot.wechat.api import WeChatClient, WeChatError
 
     try:
         menu = json.loads(Path(args.file).read_text(encoding="utf-8"))
@@ -110,8 +110,8 @@ def _describe(reply: Any) -> str:
 
 
 async def _chat_loop(url: str, settings: Settings, *, aes: bool, openid: str) -> int:
-    from bot.chat_simulator import Simulator
-    from bot.wechat_callback import CallbackCredentials
+    from bot.wechat.callback import CallbackCredentials
+    from bot.wechat.simulator import Simulator
 
     credentials = CallbackCredentials.from_settings(settings)
     if credentials.token is None:
@@ -174,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     menu = wechat_sub.add_parser("menu", help="自定义菜单")
     menu_sub = menu.add_subparsers(dest="menu_command", required=True, metavar="COMMAND")
     push = menu_sub.add_parser("push", help="校验并创建自定义菜单（cgi-bin/menu/create）")
-    push.add_argument("--file", default=str(MENU_FILE), help="菜单 JSON 文件（默认 bot/wechat_menu.json）")
+    push.add_argument("--file", default=str(MENU_FILE), help="菜单 JSON 文件（默认 bot/wechat/menu.json）")
     push.add_argument("--dry-run", action="store_true", help="只校验并打印，不调用微信接口")
     push.set_defaults(func=_menu_push)
 

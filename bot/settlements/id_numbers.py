@@ -9,7 +9,7 @@ Two kinds of number are accepted (pure functions, no I/O):
   accepted as a 医保编号. Lower-case input is upper-cased; spaces are removed.
 
 The plain number is never stored, logged or returned: ``identity_hash`` (HMAC-SHA256 with a secret
-key, see ``bot.identity_key``) is what settlements and bindings are matched on, and ``mask`` is what
+key, see ``bot.settlements.identity_key``) is what settlements and bindings are matched on, and ``mask`` is what
 people see.
 """
 

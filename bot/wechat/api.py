@@ -44,8 +44,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from bot import leases
 from bot.config import Settings
-from bot.keys import DB, SETTINGS, WECHAT
-from bot.wechat_template import problems
+from bot.keys import DB, SETTINGS
+from bot.wechat.template_fields import problems
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +361,9 @@ class WeChatClient:
         if permanent:
             return WeChatPermanentError(errcode, errmsg, api=api, ambiguous=ambiguous)
         return error_for(errcode, errmsg, api=api, ambiguous=ambiguous)
+
+
+WECHAT: web.AppKey[WeChatClient] = web.AppKey("wechat")
 
 
 async def wechat_context(app: web.Application) -> AsyncIterator[None]:

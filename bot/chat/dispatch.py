@@ -1,6 +1,6 @@
 """From a parsed callback message to the reply, under WeChat's rules:
 
-- each message is processed once across instances (``bot.wechat_dedupe``); a retried or concurrent
+- each message is processed once across instances (``bot.wechat.dedupe``); a retried or concurrent
   delivery waits for the first one's stored reply and answers the same;
 - the handler runs in its own task; if it is not done after ``reply_timeout`` (4 s by default,
   ``WECHAT_REPLY_TIMEOUT_MS``) the delivery answers ``success`` and, when the handler finishes, its
@@ -27,12 +27,11 @@ from aiohttp import web
 from prometheus_client import Counter
 from wechatpy.messages import BaseMessage
 
-from bot import users
-from bot import wechat_dedupe as dedupe
+from bot.chat.router import TRANSFER, ChatContext, Reply, Rule, classify, fit_text, route
 from bot.group_commit import GroupCommit
-from bot.keys import CHAT, DB, SETTINGS, WECHAT
-from bot.wechat_api import WeChatError
-from handlers.wechat_router import TRANSFER, ChatContext, Reply, Rule, classify, fit_text, route
+from bot.keys import DB, SETTINGS
+from bot.wechat import dedupe, users
+from bot.wechat.api import WECHAT, WeChatError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class ChatDispatcher:
         self._saving: dict[str, asyncio.Future[None]] = {}  # openid -> its last message's writes
 
     async def respond(self, fields: dict[str, Any], message: BaseMessage) -> dict[str, Any]:
-        """The stored-reply dict for this delivery (see ``bot.wechat_dedupe``)."""
+        """The stored-reply dict for this delivery (see ``bot.wechat.dedupe``)."""
         db = self.app[DB]
         key = dedupe.key_for(fields)
         facts = classify(message, fields)
@@ -185,8 +184,11 @@ class ChatDispatcher:
         await asyncio.gather(*still_running, return_exceptions=True)
 
 
+CHAT: web.AppKey[ChatDispatcher] = web.AppKey("chat")
+
+
 async def chat_context(app: web.Application) -> AsyncIterator[None]:
-    from handlers.wechat_rules import rules
+    from bot.chat.rules import rules
 
     dispatcher = ChatDispatcher(app, rules, app[SETTINGS].wechat_reply_timeout_ms / 1000)
     app[CHAT] = dispatcher

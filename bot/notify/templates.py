@@ -1,10 +1,10 @@
-"""Message templates of the notification kinds (``bot/data/templates.yaml``).
+"""Message templates of the notification kinds (``bot/notify/data/templates.yaml``).
 
 For each kind the file gives the subscribe-message template (id, page, fields with WeChat types)
 and the Chinese text of the customer-service message and the inbox entry. ``TemplateBook.load``
 validates the whole file once at start: every kind present, every field key of a known WeChat type
 that agrees with its declared type, every placeholder one the kind offers (``CONTEXT_KEYS``), and a
-sample of every kind rendered and checked against WeChat's value rules (``bot.wechat_template``).
+sample of every kind rendered and checked against WeChat's value rules (``bot.wechat.template_fields``).
 
 Rendering (``TemplateBook.render``) turns a notification payload into a context of display strings
 (amounts as "1,234.56" for texts and "1234.56元" for ``amount`` fields, times as
@@ -29,9 +29,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
+from aiohttp import web
 
-from bot.settlement_rules import AMOUNT_KEYS, FUND_PARTS, STATUS_LABELS, VISIT_TYPES, format_yuan
-from bot.wechat_template import RULES, field_type, problems
+from bot.settlements.rules import AMOUNT_KEYS, FUND_PARTS, STATUS_LABELS, VISIT_TYPES, format_yuan
+from bot.wechat.template_fields import RULES, field_type, problems
 
 log = logging.getLogger(__name__)
 
@@ -367,13 +368,16 @@ class TemplateBook:
         return Rendered(title, text, template.template_id or None, data, page)
 
 
+TEMPLATES: web.AppKey[TemplateBook] = web.AppKey("templates")
+
+
 async def templates_context(app: Any) -> AsyncIterator[None]:
     """Cleanup context: load and validate the template file (and WECHAT_TEMPLATE_IDS) once at start.
 
     A mistake fails readiness with the reason (/readyz) instead of crashing the process; the
     dispatcher and the subscription endpoint then have no templates and stay idle / answer 503.
     """
-    from bot.keys import READINESS, SETTINGS, TEMPLATES
+    from bot.keys import READINESS, SETTINGS
 
     try:
         app[TEMPLATES] = TemplateBook.load(template_ids=app[SETTINGS].wechat_template_ids)

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.id_numbers import IdNumber, InvalidIdNumberError, parse
+from bot.settlements.id_numbers import IdNumber, InvalidIdNumberError, parse
 
 SUBMITTED, REVIEWING, APPROVED, PAID = "submitted", "reviewing", "approved", "paid"
 NEEDS_MATERIALS, REJECTED, SETTLED = "needs_materials", "rejected", "settled"

@@ -1,8 +1,9 @@
 """Periodic jobs. APScheduler (in-memory job store) only provides the ticks in every instance;
 durable state lives in our collections, and a job that must not run twice at once takes a lease.
 
-Capabilities add their jobs to ``jobs()``. ``scheduler_context`` runs them inside the web app,
-``python -m bot worker`` runs them alone.
+The app shell lists the capabilities' jobs (``bot.app.jobs``) in ``app[JOBS]``; ``scheduler_context``
+runs them inside the web app, ``python -m bot worker`` runs them alone. This module knows no domain,
+so the domains can declare their ``Job``s without importing the layers above them.
 """
 
 from __future__ import annotations
@@ -37,11 +38,7 @@ class Job:
     exclusive: bool = False  # take a lease so only one instance runs it at a time
 
 
-def jobs() -> list[Job]:
-    from scheduling import booking_jobs, dispatch, slot_jobs
-
-    return [Job("calendar-slots", slot_jobs.REFRESH_EVERY, slot_jobs.refresh_slots, exclusive=True),
-            *booking_jobs.booking_jobs(), *dispatch.dispatch_jobs()]
+JOBS: web.AppKey[list[Job]] = web.AppKey("jobs")
 
 
 async def run_job(app: web.Application, job: Job) -> None:
@@ -82,9 +79,14 @@ logging.getLogger("apscheduler.scheduler").addFilter(OverlapIsExpected())
 
 
 async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
+    async for _ in run_scheduler(app, app[JOBS]):
+        yield
+
+
+async def run_scheduler(app: web.Application, jobs: list[Job]) -> AsyncIterator[None]:
     scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
     scheduler.add_listener(count_overlap, EVENT_JOB_MAX_INSTANCES)
-    for job in jobs():
+    for job in jobs:
         scheduler.add_job(run_job, "interval", args=[app, job], id=job.name,
                           seconds=job.every.total_seconds(), max_instances=1, coalesce=True)
     scheduler.start()

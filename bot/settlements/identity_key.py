@@ -1,4 +1,4 @@
-"""The secret key of the identity-number hash (``bot.id_numbers.identity_hash``).
+"""The secret key of the identity-number hash (``bot.settlements.id_numbers.identity_hash``).
 
 - ``IDENTITY_HASH_KEY`` set: its UTF-8 bytes are the key (at least 32 characters). Every instance
   of a deployment must use the same value, and it must never change: a new key orphans every
@@ -22,12 +22,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = "identity-hash.key"
 MIN_LENGTH = 32
+
+
+IDENTITY_KEY: web.AppKey[bytes | None] = web.AppKey("identity_key")
 
 
 class IdentityKeyError(RuntimeError):
@@ -78,7 +83,7 @@ def _development_key(path: Path) -> bytes:
 async def identity_key_context(app: Any) -> AsyncIterator[None]:
     """Cleanup context: resolve the key at start; without one, binding and the settlement webhook
     answer 503 and /readyz shows why (the rest of the service runs)."""
-    from bot.keys import IDENTITY_KEY, READINESS, SETTINGS
+    from bot.keys import READINESS, SETTINGS
 
     try:
         app[IDENTITY_KEY] = resolve(app[SETTINGS])
@@ -92,7 +97,6 @@ async def identity_key_context(app: Any) -> AsyncIterator[None]:
 def require(app: Any) -> bytes:
     """The key, or the 503 a handler answers while it is missing."""
     from bot.errors import ApiError
-    from bot.keys import IDENTITY_KEY
 
     key = app.get(IDENTITY_KEY)
     if key is None:

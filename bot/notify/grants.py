@@ -11,7 +11,7 @@ Collection ``subscription_grants``, one document per (openid, template_id) — u
      holders: [str],            # notifications that took a grant (the last HOLDERS_KEPT)
      created_at, updated_at}
 
-Protocol with the sender (the notification dispatcher, ``scheduling/dispatch.py``):
+Protocol with the sender (the notification dispatcher, ``bot/notify/dispatcher.py``):
 - the WeChat callback calls ``add_grant`` for every ``accept`` (subscribe_msg_popup_event /
   subscribe_msg_change_event) and ``revoke_grants`` when the user switches a template off;
 - before sending a subscribe message the sender takes a grant for the notification with
@@ -103,7 +103,7 @@ async def available(db: AsyncDatabase, openid: str, template_id: str) -> int:
     return int(document.get("available", 0)) if document else 0
 
 
-# --- grants held by one notification (added for the outbox dispatcher, scheduling/dispatch.py) -------
+# --- grants held by one notification (added for the outbox dispatcher, bot/notify/dispatcher.py) -------
 # A dispatcher may die between taking a grant and sending. With ``hold_grant`` the grant document
 # remembers who took it (``holders``, the last HOLDERS_KEPT), in the same single-document update
 # that decrements ``available``, so the notification's next attempt finds its grant again instead

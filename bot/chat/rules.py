@@ -2,10 +2,10 @@
 
 How another capability adds or replaces chat rules — ONE line, in ONE place:
 
-1. In your own module, define ``CHAT_RULES`` with the helpers of ``handlers.wechat_router``::
+1. In your own module, define ``CHAT_RULES`` with the helpers of ``bot.chat.router``::
 
        # scheduling/chat.py
-       from handlers.wechat_router import ChatContext, on_click, on_text
+       from bot.chat.router import ChatContext, on_click, on_text
 
        async def my_bookings(ctx: ChatContext) -> str: ...
        async def cancel_booking(ctx: ChatContext) -> str: ...      # ctx.match.group(1) is N
@@ -31,12 +31,11 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-from handlers import wechat_faq as faq
-from handlers import wechat_replies as replies
-from handlers.wechat_router import Rule, on_click, on_event, on_kind, on_text, otherwise
+from bot.chat import faq, replies
+from bot.chat.router import Rule, on_click, on_event, on_kind, on_text, otherwise
 
 # Modules exposing CHAT_RULES, tried in this order (e.g. "scheduling.chat", "settlement.chat").
-CAPABILITY_MODULES: list[str] = ["handlers.settlement_chat", "handlers.booking_chat"]
+CAPABILITY_MODULES: list[str] = ["bot.chat.settlements", "bot.chat.bookings"]
 
 TRANSFER_PATTERN = r"^(?:转|找|要|请|我要找|我要)?(?:人工|客服|人工客服|人工服务)(?:客服|服务)?[。！!？?]?$|转人工"
 NUMBER_PATTERN = r"^(\d{1,2})$"

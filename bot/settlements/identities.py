@@ -1,6 +1,6 @@
 """Insured identities that residents bind (themselves or family members), stored as keyed hash +
-masked form only (see ``bot.id_numbers``). Binding and matching settlements is in
-``bot.settlements.bind_identity``; this module is the storage.
+masked form only (see ``bot.settlements.id_numbers``). Binding and matching settlements is in
+``bot.settlements.store.bind_identity``; this module is the storage.
 
 ``identity_anchors`` holds one document per identity hash. Every transaction that reads the
 bindings of an identity to notify them, and every transaction that adds a binding, increments the

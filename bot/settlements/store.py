@@ -2,7 +2,7 @@
 and what residents may see.
 
 One event is one transaction: the event id is recorded (unique, so a replay is acknowledged and
-ignored), the settlement is created or moved (``bot.settlement_rules.decide``), the event joins the
+ignored), the settlement is created or moved (``bot.settlements.rules.decide``), the event joins the
 settlement's history, and every resident who bound that identity gets a ``settlement_status``
 notification in the outbox. An event for an identity nobody has bound yet is kept; binding it later
 creates one notification per matching settlement in the binding's transaction.
@@ -20,10 +20,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from bot import identities, outbox
 from bot.db import declare_indexes, in_transaction
-from bot.id_numbers import IdNumber, identity_hash
-from bot.settlement_rules import (
+from bot.notify import outbox
+from bot.settlements import identities
+from bot.settlements.id_numbers import IdNumber, identity_hash
+from bot.settlements.rules import (
     FUND_PARTS,
     STATUS_LABELS,
     TOTAL_LABEL,

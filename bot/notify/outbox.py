@@ -1,6 +1,6 @@
 """The notification outbox: every message that should reach a person is a document written in
 the same database step (transaction) as the change that causes it. The dispatcher
-(``scheduling/dispatch.py``) claims and sends them.
+(``bot/notify/dispatcher.py``) claims and sends them.
 
 A notification may carry a ``key`` (unique): enqueueing the same key twice keeps the first, and
 ``cancel``/``reschedule`` find reminders by key.

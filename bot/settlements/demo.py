@@ -7,11 +7,11 @@ from __future__ import annotations
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from bot import settlements
 from bot.config import Settings
-from bot.id_numbers import check_character, parse
-from bot.identity_key import IdentityKeyError, resolve
-from bot.settlement_rules import parse_event
+from bot.settlements import store as settlements
+from bot.settlements.id_numbers import check_character, parse
+from bot.settlements.identity_key import IdentityKeyError, resolve
+from bot.settlements.rules import parse_event
 
 DEMO_OPENID = "demo-resident"
 _FIRST17 = "33070219560315002"  # not a real person: a made-up number with a valid check character

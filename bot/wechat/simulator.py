@@ -2,7 +2,7 @@
 with the callback token (and with ``aes=True`` encrypts them, safe mode), posts them to a running
 instance's ``/wechat/callback`` and decodes the passive reply.
 
-``python -m bot chat --url http://127.0.0.1:8080`` runs it interactively (see ``bot.wechat_cli``);
+``python -m bot chat --url http://127.0.0.1:8080`` runs it interactively (see ``bot.wechat.cli``);
 tests and the benchmark use ``Simulator`` directly.
 """
 
@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 
 import aiohttp
 
-from bot.wechat_callback import CallbackCredentials, encrypt, parse_xml, sign
+from bot.wechat.callback import CallbackCredentials, encrypt, parse_xml, sign
 
 ACCOUNT = "gh_yibao_dev"  # the official account's original id (ToUserName)
 _msg_ids = itertools.count(int(time.time() * 1000) * 1000)

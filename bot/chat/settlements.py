@@ -1,12 +1,12 @@
-"""Chat rules of the settlement capability (registered in ``handlers.wechat_rules.CAPABILITY_MODULES``):
+"""Chat rules of the settlement capability (registered in ``bot.chat.rules.CAPABILITY_MODULES``):
 the menu button 结算进度 (``MENU_SETTLEMENT``) answers with the latest settlements of the identities
 the user bound."""
 
 from __future__ import annotations
 
-from bot.settlements import menu_reply
-from handlers.wechat_replies import PAGES, miniprogram_link
-from handlers.wechat_router import ChatContext, Reply, on_click
+from bot.chat.replies import PAGES, miniprogram_link
+from bot.chat.router import ChatContext, Reply, on_click
+from bot.settlements.store import menu_reply
 
 
 async def latest_settlements(ctx: ChatContext) -> Reply:

@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from handlers.wechat_router import ChatContext, fit_text
+from bot.chat.router import ChatContext, fit_text
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Staff accounts and sessions (resident and staff bearer tokens)."""
