@@ -46,14 +46,15 @@ def build_document(modules: list[ModuleType]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for module in modules:
-        spec = getattr(module, "OPENAPI", None)
+        api = getattr(module, "api", None)
+        spec = api.openapi() if api is not None else getattr(module, "OPENAPI", None)
         if not spec:
             continue
         for path, operations in spec.get("paths", {}).items():
             paths.setdefault(path, {}).update(operations)
         schemas.update(spec.get("schemas", {}))
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "医保小助手 API",
             "version": "1.0.0",
