@@ -34,7 +34,7 @@ def _server_pids(storage: Path) -> list[int]:
     return pids
 
 
-def _wait_until(predicate, timeout: float = 30.0) -> bool:
+def _wait_until(predicate, timeout: float = 90.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
