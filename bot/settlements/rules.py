@@ -17,11 +17,11 @@ import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bot.settlements.id_numbers import IdNumber, InvalidIdNumberError, parse
+from bot.settlements.id_numbers import IdNumber, InvalidIdNumberError, parse, valid_name
 
 SUBMITTED, REVIEWING, APPROVED, PAID = "submitted", "reviewing", "approved", "paid"
 NEEDS_MATERIALS, REJECTED, SETTLED = "needs_materials", "rejected", "settled"
@@ -91,6 +91,7 @@ class SettlementEvent:
     status: str
     occurred_at: datetime
     id_number: IdNumber
+    insured_name: str  # kept in memory only: stored as a keyed hash and a masked form
     institution_name: str
     visit: dict[str, Any]
     amounts: dict[str, Decimal]
@@ -176,7 +177,18 @@ def _amounts(body: Mapping[str, Any]) -> dict[str, Decimal]:
     return amounts
 
 
-def parse_event(body: Mapping[str, Any]) -> SettlementEvent:
+EARLIEST_OCCURRED = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=1)
+
+
+def occurred_plausible(occurred_at: datetime, now: datetime) -> bool:
+    """An event's time is after 2000 and at most a day ahead of ours (year 1 or 9999 is a mistake)."""
+    if occurred_at.year < 2000 or occurred_at.year > now.year + 1:
+        return False  # checked first: converting year 1 or 9999 across time zones can overflow
+    return EARLIEST_OCCURRED <= occurred_at <= now + LATEST_AHEAD
+
+
+def parse_event(body: Mapping[str, Any], now: datetime | None = None) -> SettlementEvent:
     """Validate a webhook body; raises ``EventInvalidError`` naming the first field at fault."""
     event_id = _identifier(body, "event_id")
     settlement_id = _identifier(body, "settlement_id")
@@ -193,10 +205,15 @@ def parse_event(body: Mapping[str, Any]) -> SettlementEvent:
         occurred_at = None
     if occurred_at is None or occurred_at.tzinfo is None:
         raise EventInvalidError("occurred_at", "必须是带时区的 ISO 8601 时间，例如 2026-11-20T09:30:00+08:00")
+    if not occurred_plausible(occurred_at, now or datetime.now(UTC)):
+        raise EventInvalidError("occurred_at", "时间不合理：应在 2000 年之后，且不晚于当前时间一天")
     try:
         id_number = parse(body.get("insured_id_number"))
     except InvalidIdNumberError as exc:
         raise EventInvalidError("insured_id_number", exc.message) from None
+    insured_name = valid_name(body.get("insured_name"))
+    if insured_name is None:
+        raise EventInvalidError("insured_name", "必须是参保人姓名（汉字或字母，最多 30 个字符）")
     institution = _object(body, "institution")
     name = institution.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
@@ -222,6 +239,7 @@ def parse_event(body: Mapping[str, Any]) -> SettlementEvent:
         status=status,
         occurred_at=occurred_at.astimezone(UTC),
         id_number=id_number,
+        insured_name=insured_name,
         institution_name=name.strip(),
         visit={"type": visit_raw["type"], "admitted_on": admitted_on, "discharged_on": discharged_on},
         amounts=amounts,
