@@ -25,7 +25,7 @@ from bot.settlements import store as settlements
 from bot.settlements.id_numbers import IdNumber, InvalidIdNumberError, identity_hash, name_hash, parse, valid_name
 from bot.settlements.identity_key import require as require_identity_key
 from bot.settlements.verification import VERIFICATION_FAILURES, Verification, VerificationRefusedError
-from bot.web import json_response, query_int
+from bot.web import json_response
 from bot.wechat.api import WECHAT, WeChatError
 from handlers.auth import current_resident
 from handlers.staff_auth import current_staff
@@ -45,11 +45,6 @@ _BIND_ERRORS = {
     429: "too_many_attempts：绑定/核验尝试过于频繁（按账号和按证件号分别计数）",
     503: "identity_key_missing：未配置 IDENTITY_HASH_KEY；face_verify_unavailable：暂时无法向微信查询",
 }
-
-
-def limit_of(request: web.Request) -> int:
-    """The ``limit`` query parameter of the resident lists (inbox): 1–100, default 20."""
-    return query_int(request, "limit", 20, 1, 100, code="invalid_limit")
 
 
 # --- models --------------------------------------------------------------------------------------
