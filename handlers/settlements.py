@@ -335,6 +335,9 @@ async def _bind(request: web.Request, openid: str, name: str, number: IdNumber,
     key = require_identity_key(app)
     await _count_attempt(request, openid, number, key)
     client, db = app[MONGO], app[DB]
+    existing = await identities.find_binding(db, openid, identity_hash(key, number))
+    if existing is not None and existing.get("verified"):
+        return existing, False  # verified before: nothing to prove again, nothing asked of WeChat
     try:
         try:
             proof = await _proof(request, openid, name, number, verify_result)
@@ -481,7 +484,7 @@ async def revoke_grant(request: web.Request) -> dict[str, Any]:
     grant = await family.revoke(request.app[DB], openid, request.match_info["grant_id"])
     if grant is None:
         raise not_found("找不到该授权", code="grant_not_found")
-    return family.grant_view(grant, for_owner=grant.get("owner_openid") == openid)
+    return family.grant_view(grant, for_owner=grant.get("grantee_openid") != openid)
 
 
 # --- resident: access log ------------------------------------------------------------------------

@@ -340,6 +340,11 @@ async def test_counter_binding_and_counter_grant(app_client, db):
     assert len((await (await app_client.get("/api/v1/settlements", headers=grandson)).json())["items"]) == 1
     log = await (await app_client.get("/api/v1/me/access-log", headers=elder)).json()
     assert [e["what"] for e in log["items"]] == ["counter_grant", "counter_binding"]
+    # the verified owner sees the counter grant among theirs and revokes it
+    given = (await (await app_client.get("/api/v1/me/grants", headers=elder)).json())["given"]
+    assert [(g["recorded_at_counter"], g["state"]) for g in given] == [(True, "active")]
+    assert (await app_client.delete(f"/api/v1/me/grants/{given[0]['id']}", headers=elder)).status == 200
+    assert (await (await app_client.get("/api/v1/settlements", headers=grandson)).json())["items"] == []
     assert log["items"][1]["staff_name"] == "李工作人员" and "居民身份证原件" in log["items"][1]["why"]
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -158,21 +158,29 @@ async def record_at_counter(
     return grant
 
 
+async def owned_hashes(db: AsyncDatabase, openid: str) -> list[str]:
+    """The identities the resident verifiably owns: they see and revoke every grant of them, also
+    one recorded at the counter before they used the mini-program."""
+    return [b["id_hash"] for b in await identities.bindings_of_resident(db, openid) if b.get("verified")]
+
+
+def _theirs(openid: str, hashes: list[str]) -> dict[str, Any]:
+    return {"$or": [{"owner_openid": openid}, {"grantee_openid": openid}, {"id_hash": {"$in": hashes}}]}
+
+
 async def revoke(db: AsyncDatabase, openid: str, grant_id: str) -> dict[str, Any] | None:
-    """The owner or the grantee ends a grant; None when it is not theirs (or unknown)."""
+    """The owner (who made it, or any verified owner of the identity) or the grantee ends a grant;
+    None when it is not theirs (or unknown). Revoking twice answers the revoked grant."""
     oid = identities.object_id(grant_id)
     if oid is None:
         return None
     now = datetime.now(UTC)
+    query = {"_id": oid, **_theirs(openid, await owned_hashes(db, openid))}
     grant = await db[COLLECTION].find_one_and_update(
-        {"_id": oid, "$or": [{"owner_openid": openid}, {"grantee_openid": openid}],
-         "status": {"$in": [PENDING, ACTIVE]}},
+        {**query, "status": {"$in": [PENDING, ACTIVE]}},
         {"$set": {"status": REVOKED, "revoked_at": now, "revoked_by": openid, "invite_hash": None}},
-        return_document=True)
-    if grant is None:
-        grant = await db[COLLECTION].find_one({"_id": oid, "$or": [{"owner_openid": openid},
-                                                                   {"grantee_openid": openid}]})
-    return grant
+        return_document=ReturnDocument.AFTER)
+    return grant if grant is not None else await db[COLLECTION].find_one(query)
 
 
 async def revoke_of_binding(db: AsyncDatabase, binding_id: ObjectId, openid: str) -> None:
@@ -183,7 +191,9 @@ async def revoke_of_binding(db: AsyncDatabase, binding_id: ObjectId, openid: str
 
 
 async def given(db: AsyncDatabase, openid: str) -> list[dict[str, Any]]:
-    return await db[COLLECTION].find({"owner_openid": openid}).sort("created_at", DESCENDING).to_list()
+    """Grants of the identities the resident owns (made in the app or at the counter)."""
+    query = {"$or": [{"owner_openid": openid}, {"id_hash": {"$in": await owned_hashes(db, openid)}}]}
+    return await db[COLLECTION].find(query).sort("created_at", DESCENDING).to_list()
 
 
 async def received(db: AsyncDatabase, openid: str) -> list[dict[str, Any]]:
