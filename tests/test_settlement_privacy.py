@@ -379,3 +379,20 @@ async def test_staff_lookup_is_masked_by_default_and_logged(app_client, db):
     await bind(app_client, stranger, VICTIM_ID, VICTIM_NAME, verify_result=None)
     assert (await (await app_client.get("/api/v1/me/access-log", headers=stranger)).json())["items"] == []
     assert (await app_client.get(BIND, headers=stranger)).status == 200
+
+
+async def test_openapi_documents_verification_grants_and_access_log(app_client):
+    document = await (await app_client.get("/api/v1/openapi.json")).json()
+    paths = document["paths"]
+    bind_operation = paths["/api/v1/me/insured-identities"]["post"]
+    assert {"201", "400", "401", "403", "409", "422", "429", "503"} <= set(bind_operation["responses"])
+    assert "verify_result" in document["components"]["schemas"]["BindIn"]["properties"]
+    assert "matched_settlements" not in json.dumps(document["components"]["schemas"]["InsuredIdentity"])
+    for path in ("/api/v1/me/access-log", "/api/v1/me/grants", "/api/v1/me/grants/accept",
+                 "/api/v1/me/insured-identities/{binding_id}/grants", "/api/v1/me/counter-code",
+                 "/api/v1/staff/insured-identities", "/api/v1/staff/grants", "/api/v1/staff/settlements/lookup"):
+        assert path in paths, path
+    webhook = paths["/api/v1/integrations/settlements/events"]["post"]
+    assert webhook["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("SettlementEventIn")
+    assert "insured_name" in document["components"]["schemas"]["SettlementEventIn"]["required"]
+    assert [p["name"] for p in webhook["parameters"]] == ["X-Timestamp", "X-Signature"]
