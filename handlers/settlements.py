@@ -392,7 +392,9 @@ async def delete_identity(request: web.Request) -> dict[str, Any]:
     removed = await identities.delete_binding(db, openid, request.match_info["binding_id"])
     if removed is None:
         raise not_found("找不到该参保人", code="identity_not_found")
-    await family.revoke_of_binding(db, removed["_id"], openid)
+    revoked = await family.revoke_of_binding(db, removed["_id"], openid)
+    await settlements.withdraw_messages(db, "binding_id", [str(removed["_id"])])
+    await settlements.withdraw_messages(db, "grant_id", revoked)
     return {"ok": True}
 
 
@@ -484,6 +486,7 @@ async def revoke_grant(request: web.Request) -> dict[str, Any]:
     grant = await family.revoke(request.app[DB], openid, request.match_info["grant_id"])
     if grant is None:
         raise not_found("找不到该授权", code="grant_not_found")
+    await settlements.withdraw_messages(request.app[DB], "grant_id", [str(grant["_id"])])
     return family.grant_view(grant, for_owner=grant.get("grantee_openid") != openid)
 
 

@@ -194,10 +194,15 @@ async def test_migration_marks_old_bindings_unverified_once(app_client, db):
         await db.insured_identities.insert_one({
             "openid": openid, "name": name, "id_kind": "resident_id", "id_hash": identity_hash(key, parse(number)),
             "id_masked": parse(number).masked, "created_at": datetime.now(UTC)})
+    old_binding = await db.insured_identities.find_one({"openid": "old-2"})
+    await db[NOTIFICATIONS].insert_one({"kind": "settlement_status", "openid": "old-2", "status": "pending",
+                                        "payload": {"binding_id": str(old_binding["_id"])},
+                                        "due_at": datetime.now(UTC), "created_at": datetime.now(UTC)})
     app_db = app_client.app[DB]
     assert await migrate_unverified(mongo, app_db, key) == 2
     assert await migrate_unverified(mongo, app_db, key) == 0  # idempotent
     assert await db.insured_identities.count_documents({"verified": False}) == 3
+    assert (await db[NOTIFICATIONS].find_one({"openid": "old-2"}))["status"] == "cancelled"  # queued before
     notices = await db.inbox.find({"kind": NOTICE_KIND}).to_list()
     assert sorted(n["openid"] for n in notices) == ["old-1", "old-2"]
     assert "人脸核身" in notices[0]["text"] and "核验前不会显示结算记录" in notices[0]["text"]

@@ -183,11 +183,14 @@ async def revoke(db: AsyncDatabase, openid: str, grant_id: str) -> dict[str, Any
     return grant if grant is not None else await db[COLLECTION].find_one(query)
 
 
-async def revoke_of_binding(db: AsyncDatabase, binding_id: ObjectId, openid: str) -> None:
-    """Unbinding ends the grants made from that binding."""
+async def revoke_of_binding(db: AsyncDatabase, binding_id: ObjectId, openid: str) -> list[str]:
+    """Unbinding ends the grants made from that binding; returns their ids."""
+    query = {"binding_id": binding_id, "status": {"$in": [PENDING, ACTIVE]}}
+    ids = [g["_id"] for g in await db[COLLECTION].find(query, {"_id": 1}).to_list()]
     await db[COLLECTION].update_many(
-        {"binding_id": binding_id, "status": {"$in": [PENDING, ACTIVE]}},
+        {"_id": {"$in": ids}},
         {"$set": {"status": REVOKED, "revoked_at": datetime.now(UTC), "revoked_by": openid, "invite_hash": None}})
+    return [str(i) for i in ids]
 
 
 async def given(db: AsyncDatabase, openid: str) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Start-up migration: bindings made before verification existed (no ``verified`` field) become
-unverified, so they reveal nothing until verified, and each affected resident is told once, in the
-in-app inbox, why and how to verify.
+unverified, so they reveal nothing until verified (their settlement messages not sent yet are
+withdrawn), and each affected resident is told once, in the in-app inbox, why and how to verify.
 
 Idempotent and safe in several instances at once: per resident one transaction marks the bindings
 and writes the inbox entry, and the notice's marker (``_id`` = openid, unique) makes a second run —
@@ -24,7 +24,7 @@ from bot.db import in_transaction
 from bot.notify import inbox
 from bot.settlements import identities
 from bot.settlements.id_numbers import name_hash
-from bot.settlements.store import HOW_TO_VERIFY
+from bot.settlements.store import HOW_TO_VERIFY, withdraw_messages
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ async def _migrate_resident(db: AsyncDatabase, key: bytes | None, openid: str, s
         if "name_hash" not in binding and key is not None:
             changes["name_hash"] = name_hash(key, binding["name"])
         await db[identities.COLLECTION].update_one({"_id": binding["_id"]}, {"$set": changes}, session=session)
+    # messages queued for them before the change and not sent yet are withdrawn too
+    await withdraw_messages(db, "binding_id", [str(b["_id"]) for b in bindings], session)
     if not bindings or await db[NOTICES].find_one({"_id": openid}, session=session):
         return False
     await db[NOTICES].insert_one({"_id": openid, "at": now}, session=session)

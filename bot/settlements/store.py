@@ -109,6 +109,18 @@ async def _notify(
     return len(accesses)
 
 
+async def withdraw_messages(db: AsyncDatabase, field: str, ids: list[str],
+                            session: AsyncClientSession | None = None) -> int:
+    """Cancel the settlement messages not sent yet that a binding or grant (``field`` ``binding_id``
+    or ``grant_id`` of the payload) no longer entitles to: unverified, unbound or revoked."""
+    if not ids:
+        return 0
+    result = await db[outbox.COLLECTION].update_many(
+        {"kind": NOTIFICATION_KIND, f"payload.{field}": {"$in": ids}, "status": outbox.PENDING},
+        {"$set": {"status": outbox.CANCELLED, "updated_at": datetime.now(UTC)}}, session=session)
+    return result.modified_count
+
+
 async def _audience(db: AsyncDatabase, settlement: dict[str, Any], session: AsyncClientSession) -> list[dict]:
     """Who is told about a settlement: verified bindings of its identity and name, and ``messages`` grants."""
     bindings = await identities.verified_bindings_of_identity(
