@@ -230,6 +230,10 @@ class CounterGrantIn(Body):
     note: str | None = Field(None, max_length=200, title="备注")
 
 
+class StaffRevokeIn(Body):
+    reason: str = Field(min_length=4, max_length=200, title="撤销原因", examples=["参保人本人到窗口要求撤销"])
+
+
 class LookupIn(Body):
     settlement_id: str | None = Field(None, min_length=1, max_length=128, title="结算单号")
     id_number: str | None = Field(None, max_length=40, title="证件号")
@@ -565,6 +569,22 @@ async def counter_grant(request: web.Request, body: CounterGrantIn) -> dict[str,
                             why="；".join(body.proof), id_hash=insured["id_hash"], openid=grantee,
                             target={"grant_id": str(grant["_id"])})
     return family.grant_view(grant, for_owner=False)
+
+
+@api.post("/api/v1/staff/grants/{grant_id}/revoke", summary="窗口撤销亲情授权（参保人到窗口要求时）",
+          body=StaffRevokeIn, response=Grant, auth=True,
+          errors={**_STAFF_ERRORS, 404: "grant_not_found：找不到该授权"})
+async def counter_revoke_grant(request: web.Request, body: StaffRevokeIn) -> dict[str, Any]:
+    member = await current_staff(request, *staff.SETTLEMENT_DESK)
+    db = request.app[DB]
+    grant = await family.revoke_by_staff(db, request.match_info["grant_id"], member.username)
+    if grant is None:
+        raise not_found("找不到该授权", code="grant_not_found")
+    await settlements.withdraw_messages(db, "grant_id", [str(grant["_id"])])
+    await access_log.record(db, staff=member.username, role=member.role, what=access_log.COUNTER_GRANT_REVOKED,
+                            why=body.reason, id_hash=grant["id_hash"], openid=grant.get("grantee_openid"),
+                            target={"grant_id": str(grant["_id"])})
+    return family.grant_view(grant, for_owner=True)
 
 
 @api.post("/api/v1/staff/settlements/lookup", summary="工作人员查询结算（按结算单号或证件号，默认脱敏）",

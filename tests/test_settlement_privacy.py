@@ -342,15 +342,26 @@ async def test_counter_binding_and_counter_grant(app_client, db):
         "grantee_code": grandson_code, "insured_name": VICTIM_NAME, "id_number": VICTIM_ID,
         "proof": ["参保人身份证原件", "授权委托书"]})
     assert grant.status == 201 and (await grant.json())["recorded_at_counter"] is True
+    # staff can revoke it at the counter too, with a reason (a second grant, revoked at once)
+    nephew = await login(app_client, "nephew")
+    nephew_code = (await (await app_client.post("/api/v1/me/counter-code", headers=nephew)).json())["code"]
+    second = await (await app_client.post("/api/v1/staff/grants", headers=desk, json={
+        "grantee_code": nephew_code, "insured_name": VICTIM_NAME, "id_number": VICTIM_ID,
+        "proof": ["授权委托书"]})).json()
+    revoked = await app_client.post(f"/api/v1/staff/grants/{second['id']}/revoke", headers=desk,
+                                    json={"reason": "参保人本人到窗口要求撤销"})
+    assert revoked.status == 200 and (await revoked.json())["state"] == "revoked"
+    assert (await (await app_client.get("/api/v1/settlements", headers=nephew)).json())["items"] == []
     assert len((await (await app_client.get("/api/v1/settlements", headers=grandson)).json())["items"]) == 1
     log = await (await app_client.get("/api/v1/me/access-log", headers=elder)).json()
-    assert [e["what"] for e in log["items"]] == ["counter_grant", "counter_binding"]
+    assert [e["what"] for e in log["items"]] == ["counter_grant_revoked", "counter_grant", "counter_grant",
+                                                 "counter_binding"]
     # the verified owner sees the counter grant among theirs and revokes it
     given = (await (await app_client.get("/api/v1/me/grants", headers=elder)).json())["given"]
-    assert [(g["recorded_at_counter"], g["state"]) for g in given] == [(True, "active")]
-    assert (await app_client.delete(f"/api/v1/me/grants/{given[0]['id']}", headers=elder)).status == 200
+    assert [(g["recorded_at_counter"], g["state"]) for g in given] == [(True, "revoked"), (True, "active")]
+    assert (await app_client.delete(f"/api/v1/me/grants/{given[1]['id']}", headers=elder)).status == 200
     assert (await (await app_client.get("/api/v1/settlements", headers=grandson)).json())["items"] == []
-    assert log["items"][1]["staff_name"] == "李工作人员" and "居民身份证原件" in log["items"][1]["why"]
+    assert log["items"][-1]["staff_name"] == "李工作人员" and "居民身份证原件" in log["items"][-1]["why"]
 
 
 async def test_staff_lookup_is_masked_by_default_and_logged(app_client, db):

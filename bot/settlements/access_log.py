@@ -26,11 +26,13 @@ SETTLEMENT_LOOKUP = "settlement_lookup"
 SETTLEMENT_LOOKUP_UNMASKED = "settlement_lookup_unmasked"
 COUNTER_BINDING = "counter_binding"
 COUNTER_GRANT = "counter_grant"
+COUNTER_GRANT_REVOKED = "counter_grant_revoked"
 WHAT_LABELS = {
     SETTLEMENT_LOOKUP: "查询结算记录（脱敏）",
     SETTLEMENT_LOOKUP_UNMASKED: "查询结算记录（含未脱敏个人信息）",
     COUNTER_BINDING: "窗口核验并绑定参保人",
     COUNTER_GRANT: "窗口登记亲情授权",
+    COUNTER_GRANT_REVOKED: "窗口撤销亲情授权",
 }
 
 declare_indexes(
@@ -70,7 +72,8 @@ async def entries_for(
     subjects: list[dict[str, Any]] = [{"openid": openid}]
     if id_hashes:
         subjects.append({"id_hash": {"$in": id_hashes}})
-    return await db[COLLECTION].find({"$or": subjects}).sort("at", DESCENDING).limit(limit).to_list()
+    cursor = db[COLLECTION].find({"$or": subjects}).sort([("at", DESCENDING), ("_id", DESCENDING)])
+    return await cursor.limit(limit).to_list()
 
 
 def entry_view(entry: dict[str, Any], staff_names: dict[str, str] | None = None) -> dict[str, Any]:

@@ -183,6 +183,19 @@ async def revoke(db: AsyncDatabase, openid: str, grant_id: str) -> dict[str, Any
     return grant if grant is not None else await db[COLLECTION].find_one(query)
 
 
+async def revoke_by_staff(db: AsyncDatabase, grant_id: str, staff: str) -> dict[str, Any] | None:
+    """Staff end a grant at the counter (the owner without a smartphone asked them to)."""
+    oid = identities.object_id(grant_id)
+    if oid is None:
+        return None
+    grant = await db[COLLECTION].find_one_and_update(
+        {"_id": oid, "status": {"$in": [PENDING, ACTIVE]}},
+        {"$set": {"status": REVOKED, "revoked_at": datetime.now(UTC), "revoked_by": f"staff:{staff}",
+                  "invite_hash": None}},
+        return_document=ReturnDocument.AFTER)
+    return grant if grant is not None else await db[COLLECTION].find_one({"_id": oid})
+
+
 async def revoke_of_binding(db: AsyncDatabase, binding_id: ObjectId, openid: str) -> list[str]:
     """Unbinding ends the grants made from that binding; returns their ids."""
     query = {"binding_id": binding_id, "status": {"$in": [PENDING, ACTIVE]}}
