@@ -282,16 +282,31 @@ def _claim(raw_name: str, raw_number: str) -> tuple[str, IdNumber]:
         raise bad_request("invalid_id_number", exc.message, field="id_number") from None
 
 
-async def _count_attempt(request: web.Request, openid: str, number: IdNumber, key: bytes) -> None:
-    """One bind/verify attempt against the account's and the identity's limits (shared by instances)."""
-    account, identity = attempts.bind_limits(request.app[SETTINGS])
+async def _count_attempt(request: web.Request, openid: str, number: IdNumber, key: bytes, *,
+                         identity: bool, account: bool = True) -> None:
+    """One bind/verify attempt against the account's and/or the identity's limits (shared by instances).
+
+    An attempt that brings a proof (``verify_result``) is counted against the identity only when it
+    fails: otherwise anyone could lock the owner out of verifying their own number by spending the
+    identity's attempts on unverified binds."""
+    account_limit, identity_limit = attempts.bind_limits(request.app[SETTINGS])
     try:
-        await attempts.hit(request.app[DB], account, openid)
-        await attempts.hit(request.app[DB], identity, identity_hash(key, number))
+        if account:
+            await attempts.hit(request.app[DB], account_limit, openid)
+        if identity:
+            await attempts.hit(request.app[DB], identity_limit, identity_hash(key, number))
     except attempts.LimitExceededError as exc:
         minutes = max(1, int(exc.retry_after.total_seconds() // 60) + 1)
         raise ApiError(429, "too_many_attempts", f"绑定或核验尝试过于频繁，请 {minutes} 分钟后再试",
                        retry_after_seconds=int(exc.retry_after.total_seconds()) + 1) from None
+
+
+async def _count_failure(request: web.Request, openid: str, number: IdNumber, key: bytes) -> None:
+    """A refused proof counts against the identity (the refusal is still what the caller is told)."""
+    try:
+        await _count_attempt(request, openid, number, key, identity=True, account=False)
+    except ApiError:
+        pass
 
 
 async def _proof(request: web.Request, openid: str, name: str, number: IdNumber,
@@ -337,7 +352,7 @@ async def _bind(request: web.Request, openid: str, name: str, number: IdNumber,
                 verify_result: str | None) -> tuple[dict[str, Any], bool]:
     app = request.app
     key = require_identity_key(app)
-    await _count_attempt(request, openid, number, key)
+    await _count_attempt(request, openid, number, key, identity=verify_result is None)
     client, db = app[MONGO], app[DB]
     existing = await identities.find_binding(db, openid, identity_hash(key, number))
     if existing is not None and existing.get("verified"):
@@ -347,9 +362,11 @@ async def _bind(request: web.Request, openid: str, name: str, number: IdNumber,
             proof = await _proof(request, openid, name, number, verify_result)
             return await settlements.bind_identity(client, db, key, openid, name, number, proof)
         except VerificationRefusedError as exc:
+            await _count_failure(request, openid, number, key)
             binding, _ = await settlements.bind_identity(client, db, key, openid, name, number)  # kept unverified
             raise _refused(exc, _method_of(verify_result), binding, name, number) from None
         except settlements.NameMismatchError:
+            await _count_failure(request, openid, number, key)
             VERIFICATION_FAILURES.labels(_method_of(verify_result), "insured_name_mismatch").inc()
             binding, _ = await settlements.bind_identity(client, db, key, openid, name, number)
             raise ApiError(409, "insured_name_mismatch",

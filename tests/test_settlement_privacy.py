@@ -412,3 +412,19 @@ async def test_openapi_documents_verification_grants_and_access_log(app_client):
     assert webhook["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("SettlementEventIn")
     assert "insured_name" in document["components"]["schemas"]["SettlementEventIn"]["required"]
     assert [p["name"] for p in webhook["parameters"]] == ["X-Timestamp", "X-Signature"]
+
+
+async def test_spent_identity_attempts_do_not_lock_the_owner_out(make_client, db, fake_wechat):
+    client = await make_client(settlement_webhook_secret=SECRET, identity_hash_key=IDENTITY_KEY,
+                               wechat_app_id=fake_wechat.app_id, wechat_app_secret=fake_wechat.secret,
+                               wechat_api_base=fake_wechat.base_url, bind_attempts_per_identity=2)
+    for account in range(3):  # strangers spend the identity's attempts on unverified binds
+        await bind(client, await resident(client, f"stranger-{account}"), VICTIM_ID, "张三", verify_result=None)
+    blocked = await bind(client, await resident(client, "stranger-x"), VICTIM_ID, "张三", verify_result=None)
+    assert blocked.status == 429
+    fake_wechat.add_face_result("vr-owner", "owner", VICTIM_ID, VICTIM_NAME)
+    owner = await bind(client, await resident(client, "owner"), VICTIM_ID, VICTIM_NAME, verify_result="vr-owner")
+    assert owner.status == 201 and (await owner.json())["verified"] is True
+    # a forged proof is refused and counted against the identity
+    forged = await bind(client, await resident(client, "stranger-y"), VICTIM_ID, VICTIM_NAME, verify_result="forged")
+    assert (await forged.json())["error"]["code"] == "face_verify_invalid"
