@@ -428,3 +428,33 @@ async def test_spent_identity_attempts_do_not_lock_the_owner_out(make_client, db
     # a forged proof is refused and counted against the identity
     forged = await bind(client, await resident(client, "stranger-y"), VICTIM_ID, VICTIM_NAME, verify_result="forged")
     assert (await forged.json())["error"]["code"] == "face_verify_invalid"
+
+
+async def test_wechat_client_face_identify_info_against_the_fake(settings, db, fake_wechat):
+    import dataclasses
+
+    import aiohttp
+
+    from bot.wechat.api import WeChatClient, WeChatPermanentError, WeChatTransientError
+
+    configured = dataclasses.replace(settings, wechat_api_base=fake_wechat.base_url,
+                                     wechat_app_id=fake_wechat.app_id, wechat_app_secret=fake_wechat.secret)
+    fake_wechat.add_face_result("vr-1", "openid-1", VICTIM_ID.lower(), VICTIM_NAME)
+    async with aiohttp.ClientSession() as http:
+        wechat = WeChatClient(http, db, configured)
+        answer = await wechat.face_identify_info("vr-1")
+        assert answer["identify_ret"] == 0 and answer["openid"] == "openid-1"
+        assert set(answer) >= {"errcode", "errmsg", "identify_time", "validate_data", "user_id_key", "finish_time",
+                               "id_card_number_md5", "name_utf8_md5"}
+        for verify_result, errcode in (("vr-1", 84003), ("unknown", 84001)):
+            with pytest.raises(WeChatPermanentError) as error:
+                await wechat.face_identify_info(verify_result)
+            assert error.value.errcode == errcode
+        fake_wechat.add_face_result("vr-old", "openid-1", VICTIM_ID, VICTIM_NAME, expired=True)
+        with pytest.raises(WeChatPermanentError) as error:
+            await wechat.face_identify_info("vr-old")
+        assert error.value.errcode == 84002
+        fake_wechat.fail_next("cityservice/face/identify/getinfo", [-1])
+        with pytest.raises(WeChatTransientError):
+            await wechat.face_identify_info("vr-old")  # not retried: WeChat answers a result only once
+        assert sum(r["path"] == "cityservice/face/identify/getinfo" for r in fake_wechat.requests) == 5
