@@ -458,3 +458,17 @@ async def test_wechat_client_face_identify_info_against_the_fake(settings, db, f
         with pytest.raises(WeChatTransientError):
             await wechat.face_identify_info("vr-old")  # not retried: WeChat answers a result only once
         assert sum(r["path"] == "cityservice/face/identify/getinfo" for r in fake_wechat.requests) == 5
+
+
+async def test_chat_menu_shows_granted_settlements(app_client, db):
+    await victim_settlements(app_client)
+    owner, binding_id = await verified_owner(app_client)
+    invitation = await (await app_client.post(f"/api/v1/me/insured-identities/{binding_id}/grants", headers=owner,
+                                              json={"scopes": ["view"]})).json()
+    carer = await login(app_client, "carer")
+    await app_client.post("/api/v1/me/grants/accept", headers=carer, json={"code": invitation["invitation_code"]})
+    credentials = CallbackCredentials.from_settings(app_client.app[SETTINGS])
+    bot = Simulator(app_client.session, str(app_client.make_url("/")), credentials, "carer")
+    xml = message_xml("carer", "event", create_time=1_800_000_002, Event="CLICK", EventKey="MENU_SETTLEMENT")
+    reply = (await bot.send(xml)).content
+    assert f"{VICTIM_NAME}·金华市中心医院" in reply and "已结算" in reply
