@@ -38,10 +38,12 @@ def startup_steps(*, serve_requests: bool = True) -> list[tuple[str, StartupStep
     """Work that needs the database, run in this order after it answers. Each capability adds its own.
     A process that serves no requests (the worker) needs no FAQ index."""
     from bot.heap import freeze_startup_heap
+    from bot.settlements.migration import startup_step as identity_verification_migration
     from knowledge.reload import startup_step as build_faq_index
     from scheduling.slot_jobs import refresh_slots
 
-    steps: list[tuple[str, StartupStep]] = [("indexes", _ensure_indexes), ("slots", refresh_slots)]
+    steps: list[tuple[str, StartupStep]] = [("indexes", _ensure_indexes), ("slots", refresh_slots),
+                                            ("identity_verification_migration", identity_verification_migration)]
     if serve_requests:
         steps.append(("faq_index", build_faq_index))
     steps.append(("heap", freeze_startup_heap))  # keep last: freezes what start-up built

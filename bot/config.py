@@ -126,6 +126,11 @@ class Settings:
     settlement_webhook_secret: str | None = _setting("text")  # HMAC secret shared with the settlement system
     identity_hash_key: str | None = _setting("text")  # key of the ID-number hash; required in production
     wechat_template_ids: str | None = _setting("text")  # "kind=template_id,…" overriding bot/notify/data/templates.yaml
+    face_verify_max_age_minutes: int = _setting("positive_int", 10)  # older face-verification results are refused
+    bind_attempts_per_account: int = _setting("positive_int", 10)  # identity bind/verify attempts per account, window
+    bind_attempts_per_identity: int = _setting("positive_int", 5)  # … per insured identity (ID number) and window
+    bind_attempt_window_minutes: int = _setting("positive_int", 60)  # the window of those two limits
+    max_grantees_per_identity: int = _setting("positive_int", 5)  # family accounts one insured identity may grant
     outbox_concurrency: int = _setting("positive_int", 64)  # notifications sent at once per instance
     outbox_lease_seconds: int = _setting("positive_int", 60)  # a claimed notification is reclaimed after this
     outbox_max_attempts: int = _setting("positive_int", 8)  # transient failures before a notification fails

@@ -15,6 +15,8 @@ from bot.signatures import sign
 SECRET = "test-settlement-secret-0123456789"
 IDENTITY_KEY = "test-identity-hash-key-0123456789abcdef"
 WEBHOOK = "/api/v1/integrations/settlements/events"
+BIND = "/api/v1/me/insured-identities"
+DEV_VERIFIED = "dev-verified"
 
 
 def resident_id(serial: int = 1, born: str = "19800101", region: str = "330702") -> str:
@@ -29,6 +31,7 @@ def event(
     sequence: int = 1,
     status: str = "submitted",
     id_number: str | None = None,
+    name: str = "张三",
     **overrides: Any,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -38,6 +41,7 @@ def event(
         "status": status,
         "occurred_at": "2026-11-20T09:30:00+08:00",
         "insured_id_number": id_number or resident_id(),
+        "insured_name": name,
         "institution": {"name": "金华市中心医院"},
         "visit": {"type": "inpatient", "admitted_on": "2026-11-10", "discharged_on": "2026-11-20"},
         "amounts": {"total": "1234.56", "basic_insurance": "800.00", "critical_illness": "100.00",
@@ -57,3 +61,12 @@ def signed_headers(raw: bytes, secret: str = SECRET, timestamp: int | None = Non
 async def post_event(client: TestClient, body: dict[str, Any] | bytes, **kwargs: Any) -> Any:
     raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
     return await client.post(WEBHOOK, data=raw, headers=signed_headers(raw, **kwargs))
+
+
+async def bind(client: TestClient, headers: dict[str, str], id_number: str, name: str = "张三",
+               verify_result: str | None = DEV_VERIFIED) -> Any:
+    """POST a binding (verified by the development verifier unless ``verify_result`` says otherwise)."""
+    body: dict[str, Any] = {"name": name, "id_number": id_number}
+    if verify_result is not None:
+        body["verify_result"] = verify_result
+    return await client.post(BIND, json=body, headers=headers)

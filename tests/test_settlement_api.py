@@ -19,13 +19,14 @@ from bot.settlements.identity_key import KEY_FILE
 from bot.wechat.callback import CallbackCredentials
 from bot.wechat.simulator import Simulator, message_xml
 from tests.conftest import login
-from tests.settlement_support import IDENTITY_KEY, SECRET, event, post_event, resident_id
+from tests.settlement_support import IDENTITY_KEY, SECRET, bind, event, post_event, resident_id
 
 
 @pytest.fixture
 async def app_client(make_client, db):
     return await make_client(settlement_webhook_secret=SECRET, identity_hash_key=IDENTITY_KEY,
-                             wechat_template_ids="settlement_status=TPL-SETTLEMENT")
+                             wechat_template_ids="settlement_status=TPL-SETTLEMENT",
+                             bind_attempts_per_account=100, bind_attempts_per_identity=100)
 
 
 async def test_binding_stores_only_hash_and_masked_number(app_client, db, caplog):
@@ -33,10 +34,9 @@ async def test_binding_stores_only_hash_and_masked_number(app_client, db, caplog
     id_number, insurance_number = resident_id(5, born="19520312"), "YB330702000123456"
     headers = await login(app_client, "family")
     for name, number in (("张秀英", id_number), ("李明", insurance_number.lower())):
-        response = await app_client.post("/api/v1/me/insured-identities", json={"name": name, "id_number": number},
-                                         headers=headers)
+        response = await bind(app_client, headers, number, name)
         assert response.status == 201, await response.text()
-    await post_event(app_client, event(id_number=id_number, status="settled"))
+    await post_event(app_client, event(id_number=id_number, status="settled", name="张秀英"))
     listed = await (await app_client.get("/api/v1/me/insured-identities", headers=headers)).json()
     assert [i["id_number_masked"] for i in listed["items"]] == [
         id_number[:6] + "********" + id_number[-4:], "YB33*********3456"]
@@ -44,6 +44,7 @@ async def test_binding_stores_only_hash_and_masked_number(app_client, db, caplog
     dump = ""
     for name in await db.list_collection_names():
         dump += json_util.dumps(await db[name].find({}).to_list())
+    assert "张秀英" not in json_util.dumps(await db.settlements.find({}).to_list())  # name: hash + masked only
     for plain in (id_number, insurance_number, id_number[6:14] + id_number[14:]):
         assert plain not in dump
         assert plain not in caplog.text
@@ -78,8 +79,7 @@ async def test_settlements_are_visible_only_through_a_binding(app_client, db):
     mine, theirs = resident_id(1), resident_id(2)
     headers = await login(app_client, "me")
     other = await login(app_client, "neighbour")
-    bound = await (await app_client.post("/api/v1/me/insured-identities", headers=headers,
-                                         json={"name": "张三", "id_number": mine})).json()
+    bound = await (await bind(app_client, headers, mine)).json()
     await post_event(app_client, event(event_id="a", settlement_id="JS-MINE", id_number=mine, status="submitted"))
     await post_event(app_client, event(event_id="b", settlement_id="JS-MINE", id_number=mine, sequence=3,
                                        status="approved"))
@@ -95,7 +95,8 @@ async def test_settlements_are_visible_only_through_a_binding(app_client, db):
         ("其他基金", "0.00"), ("个人自付", "284.56")]
     assert [(h["sequence"], h["status_label"], h["applied"]) for h in detail["history"]] == [
         (1, "已提交", True), (2, "审核中", False), (3, "审核通过", True)]
-    assert detail["insured"]["name"] == "张三" and mine not in json.dumps(detail)
+    assert detail["insured"]["name"] == "张三" and detail["insured"]["via"] == "binding"
+    assert mine not in json.dumps(detail)
     for path in ("/api/v1/settlements/JS-THEIRS", "/api/v1/settlements/JS-NOPE"):
         response = await app_client.get(path, headers=headers)
         assert response.status == 404 and (await response.json())["error"]["code"] == "settlement_not_found"
@@ -109,8 +110,7 @@ async def test_settlements_are_visible_only_through_a_binding(app_client, db):
 
 async def test_inbox_gets_every_notification_and_marks_read(app_client, db):
     headers = await login(app_client, "reader")
-    await app_client.post("/api/v1/me/insured-identities", headers=headers,
-                          json={"name": "张三", "id_number": resident_id()})
+    await bind(app_client, headers, resident_id())
     await post_event(app_client, event(event_id="a", status="submitted"))
     await post_event(app_client, event(event_id="b", sequence=2, status="reviewing"))
     stats = await Dispatcher(app_client.app[DB], None, app_client.app[TEMPLATES]).run()
@@ -156,10 +156,11 @@ async def test_chat_menu_shows_the_latest_settlements(app_client, db):
 
     assert "还没有绑定参保人" in await click()
     headers = await login(app_client, "chat-resident")
-    await app_client.post("/api/v1/me/insured-identities", headers=headers,
-                          json={"name": "张三", "id_number": resident_id()})
-    assert "暂未查询到" in await click()
+    await bind(app_client, headers, resident_id(), verify_result=None)  # unverified
     await post_event(app_client, event(status="settled"))
+    unverified = await click()
+    assert "尚未完成身份核验" in unverified and "人脸核身" in unverified and "金华市中心医院" not in unverified
+    await bind(app_client, headers, resident_id())  # the same identity again, now verified
     reply = await click()
     assert "张三·金华市中心医院（住院，2026-11-10）：已结算，总费用 1,234.56 元，个人自付 284.56 元" in reply
 
@@ -170,8 +171,7 @@ async def test_development_identity_key_file_is_private_and_stable(make_client, 
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     key = path.read_text()
     headers = await login(client, "dev")
-    response = await client.post("/api/v1/me/insured-identities", json={"name": "张三", "id_number": resident_id()},
-                                 headers=headers)
+    response = await bind(client, headers, resident_id())
     assert response.status == 201
     await make_client(settlement_webhook_secret=SECRET)
     assert path.read_text() == key
@@ -199,3 +199,5 @@ async def test_demo_seeder_is_idempotent(mongo_client, db, settings):
     assert await db.settlements.count_documents({}) == 2
     assert await db.insured_identities.count_documents({"openid": DEMO_OPENID}) == 1
     assert await db.notifications.count_documents({"openid": DEMO_OPENID}) == 3  # bind (0) + 3 status changes
+    binding = await db.insured_identities.find_one({"openid": DEMO_OPENID})
+    assert binding["verified"] is True and binding["verification"]["method"] == "development"

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
 from bot.settlements import id_numbers
-from bot.settlements.id_numbers import INSURANCE_NUMBER, RESIDENT_ID, InvalidIdNumberError, identity_hash, parse
+from bot.settlements.id_numbers import (
+    INSURANCE_NUMBER,
+    RESIDENT_ID,
+    InvalidIdNumberError,
+    check_character,
+    identity_hash,
+    parse,
+)
 from bot.settlements.rules import (
     EventInvalidError,
     TransitionRefusedError,
@@ -155,3 +162,36 @@ def test_signature_verification():
         assert error.value.code == code
     with pytest.raises(SignatureRejectedError):
         verify("s3cret", "1800000000", good, body + b" ", now=1_800_000_000)  # body changed
+
+
+def _answer(number: str, name: str, **overrides):
+    import hashlib
+    import time
+
+    return {"errcode": 0, "identify_ret": 0, "identify_time": int(time.time()) - 30, "openid": "me",
+            "id_card_number_md5": hashlib.md5(number.encode()).hexdigest().upper(),  # WeChat's case does not matter
+            "name_utf8_md5": hashlib.md5(name.encode()).hexdigest(), **overrides}
+
+
+def test_face_result_check_compares_upper_case_x_and_utf8_name():
+    from datetime import timedelta
+
+    from bot.settlements.verification import VerificationRefusedError, check_face_result
+
+    first17 = next(f"11010519491231{n:03d}" for n in range(1000) if check_character(f"11010519491231{n:03d}") == "X")
+    number = parse(first17 + "x")  # typed in lower case
+    now = datetime.now(UTC)
+    check_face_result(_answer(first17 + "X", "欧阳修文"), openid="me", number=number, name="欧阳修文", now=now,
+                      max_age=timedelta(minutes=10))
+    for answer, code in ((_answer(first17 + "X", "欧阳修"), "face_verify_mismatch"),
+                         (_answer(first17 + "X", "欧阳修文", identify_time=int(now.timestamp()) - 601),
+                          "face_verify_expired"),
+                         (_answer(first17 + "X", "欧阳修文", identify_time=int(now.timestamp()) + 3600),
+                          "face_verify_invalid"),
+                         (_answer(first17 + "X", "欧阳修文", identify_time="soon"), "face_verify_invalid"),
+                         (_answer(first17 + "X", "欧阳修文", openid="other"), "face_verify_wrong_account"),
+                         (_answer(first17 + "X", "欧阳修文", identify_ret=1), "face_verify_failed")):
+        with pytest.raises(VerificationRefusedError) as refused:
+            check_face_result(answer, openid="me", number=number, name="欧阳修文", now=now,
+                              max_age=timedelta(minutes=10))
+        assert refused.value.code == code and refused.value.message

@@ -13,6 +13,8 @@ COLLECTION = "staff"
 
 ADMIN, CENTRE_STAFF, CLINIC_STAFF, NURSE = "admin", "centre_staff", "clinic_staff", "nurse"
 ROLES = (ADMIN, CENTRE_STAFF, CLINIC_STAFF, NURSE)
+# who may look residents' settlements up, verify identities and record family grants at the counter
+SETTLEMENT_DESK = (ADMIN, CENTRE_STAFF)
 
 _hasher = PasswordHasher()  # Argon2id, memory-hard, library defaults (RFC 9106 low-memory profile)
 # Verifying against this keeps the time of "no such user" equal to "wrong password".
@@ -29,6 +31,11 @@ class StaffMember:
 
     def may_act_for(self, institution_id: str) -> bool:
         return self.institution_id is None or self.institution_id == institution_id
+
+    @property
+    def at_settlement_desk(self) -> bool:
+        """May read residents' settlements and verify identities (``SETTLEMENT_DESK``)."""
+        return self.role in SETTLEMENT_DESK
 
 
 def hash_password(password: str) -> str:

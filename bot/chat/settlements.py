@@ -1,6 +1,7 @@
 """Chat rules of the settlement capability (registered in ``bot.chat.rules.CAPABILITY_MODULES``):
-the menu button 结算进度 (``MENU_SETTLEMENT``) answers with the latest settlements of the identities
-the user bound."""
+the menu button 结算进度 (``MENU_SETTLEMENT``) answers with the latest settlements the user may see
+— through verified bindings and family grants only — and tells a resident whose bindings are not
+verified yet how to verify."""
 
 from __future__ import annotations
 

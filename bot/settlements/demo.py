@@ -1,6 +1,8 @@
 """Demo data of the settlement capability (``python -m bot seed-demo``): the demo resident has bound
 a demo insured identity with two settlements on record, so the mini-program's 结算查询 and the
-chat's 结算进度 menu show something. Idempotent: events are deduplicated by id, binding is too."""
+chat's 结算进度 menu show something. The binding is verified by the development verifier, which
+exists only in development mode: seeded into a production database (``WECHAT_APP_ID`` set) it stays
+unverified and shows nothing. Idempotent: events are deduplicated by id, binding is too."""
 
 from __future__ import annotations
 
@@ -10,12 +12,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from bot.config import Settings
 from bot.settlements import store as settlements
 from bot.settlements.id_numbers import check_character, parse
+from bot.settlements.identities import DEVELOPMENT
 from bot.settlements.identity_key import IdentityKeyError, resolve
 from bot.settlements.rules import parse_event
+from bot.settlements.verification import Verification
 
 DEMO_OPENID = "demo-resident"
 _FIRST17 = "33070219560315002"  # not a real person: a made-up number with a valid check character
 DEMO_ID_NUMBER = _FIRST17 + check_character(_FIRST17)
+DEMO_NAME = "张秀英"
 
 _EVENTS = [
     {"event_id": "demo-js-1-1", "settlement_id": "DEMO-JS-0001", "sequence": 1, "status": "settled",
@@ -41,7 +46,12 @@ async def seed_settlement_demo(client: AsyncMongoClient, db: AsyncDatabase, sett
         key = resolve(settings)
     except IdentityKeyError as exc:
         return [f"结算演示数据未写入：{exc}"]
-    await settlements.bind_identity(client, db, key, DEMO_OPENID, "张秀英", parse(DEMO_ID_NUMBER))
+    proof = None if settings.wechat_configured else Verification(DEVELOPMENT, {"note": "seed-demo（开发环境核验）"})
+    binding, _ = await settlements.bind_identity(client, db, key, DEMO_OPENID, DEMO_NAME, parse(DEMO_ID_NUMBER),
+                                                 proof)
     for body in _EVENTS:
-        await settlements.ingest(client, db, key, parse_event({**body, "insured_id_number": DEMO_ID_NUMBER}))
-    return [f"结算演示：{DEMO_OPENID} 已绑定参保人 张秀英（{parse(DEMO_ID_NUMBER).masked}），2 笔结算记录"]
+        await settlements.ingest(client, db, key, parse_event({**body, "insured_id_number": DEMO_ID_NUMBER,
+                                                               "insured_name": DEMO_NAME}))
+    state = "已核验（开发环境）" if binding.get("verified") else "未核验（正式环境不使用开发核验）"
+    masked = parse(DEMO_ID_NUMBER).masked
+    return [f"结算演示：{DEMO_OPENID} 已绑定参保人 {DEMO_NAME}（{masked}，{state}），2 笔结算记录"]

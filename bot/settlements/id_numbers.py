@@ -95,3 +95,19 @@ def mask(value: str) -> str:
 def identity_hash(key: bytes, number: IdNumber) -> str:
     """The keyed hash both bindings and settlement events are matched on (hex)."""
     return hmac.new(key, f"cn-insured:{number.value}".encode(), hashlib.sha256).hexdigest()
+
+
+_NAME = re.compile(r"^[\u3400-\u9fffA-Za-z][\u3400-\u9fffA-Za-z·• .]{0,29}$")
+
+
+def valid_name(raw: object) -> str | None:
+    """The insured person's name, whitespace normalised (Chinese, or letters; · for minority names), or None."""
+    if not isinstance(raw, str):
+        return None
+    name = " ".join(raw.split())
+    return name if _NAME.match(name) else None
+
+
+def name_hash(key: bytes, name: str) -> str:
+    """The keyed hash of an insured person's name: what a binding's name and a settlement's are compared on."""
+    return hmac.new(key, f"cn-insured-name:{name}".encode(), hashlib.sha256).hexdigest()

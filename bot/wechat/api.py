@@ -1,7 +1,8 @@
 """Asynchronous client of the WeChat API on aiohttp (wechatpy's own client is synchronous).
 
 Calls: ``code2session`` (mini-program login), ``send_subscribe_message`` (mini-program subscribe
-message), ``send_custom_text`` (customer-service message) and ``create_menu``.
+message), ``send_custom_text`` (customer-service message), ``create_menu`` and
+``face_identify_info`` (the result of a mini-program face verification, 微信人脸核身).
 
 Access token: always ``cgi-bin/stable_token`` — ``cgi-bin/token`` would invalidate the token of
 every other caller. The token is cached in MongoDB (``wechat_tokens``, ``_id`` = AppID) and
@@ -60,6 +61,9 @@ INVALID_ACCESS_TOKEN = 40014
 INVALID_CODE = 40029  # js_code invalid
 CODE_BEEN_USED = 40163
 ACCESS_TOKEN_EXPIRED = 42001
+FACE_INVALID_VERIFY_RESULT = 84001  # invalid verify_result (identify id)
+FACE_DATA_EXPIRED = 84002  # the user's verification data expired
+FACE_RESULT_USED = 84003  # the verify_result was used (queried) before
 NO_SUBSCRIPTION = 43101  # the user has no subscribe grant left for the template
 API_DAILY_LIMIT = 45009
 API_MINUTE_LIMIT = 45011
@@ -210,6 +214,22 @@ class WeChatClient:
 
     async def create_menu(self, menu: dict[str, Any], *, retry: RetryPolicy | None = None) -> None:
         await self._call("cgi-bin/menu/create", body=menu, retry=retry)
+
+    async def face_identify_info(self, verify_result: str, *, retry: RetryPolicy | None = None) -> dict[str, Any]:
+        """WeChat's record of a mini-program face verification (``cityservice/face/identify/getinfo``):
+        ``identify_ret`` (0 = passed), ``identify_time`` (Unix seconds), ``openid``,
+        ``id_card_number_md5``, ``name_utf8_md5``, ``validate_data``, ``user_id_key``, ``finish_time``.
+        The answer is returned as it came; judging it is the caller's (``bot.settlements.verification``).
+        Errors 84001 (invalid verify_result), 84002 (data expired), 84003 (already used), 40003 raise
+        ``WeChatPermanentError``. Not retried by default: WeChat answers a result only once, so a
+        retry after a time-out that did reach WeChat would come back as 84003."""
+        api = "cityservice/face/identify/getinfo"
+        if not verify_result or len(verify_result) > 1024:
+            raise WeChatPermanentError(FACE_INVALID_VERIFY_RESULT, "invalid verify_result", api=api)
+        payload = await self._call(api, body={"verify_result": verify_result}, retry=retry or NO_RETRY)
+        if "identify_ret" not in payload:
+            raise WeChatTransientError(BAD_RESPONSE, "no identify_ret in answer", api=api)
+        return payload
 
     # --- access token --------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """A fake of the WeChat API for tests, speaking its real JSON and error codes.
 
 Endpoints: ``cgi-bin/stable_token``, ``sns/jscode2session``, ``cgi-bin/message/subscribe/send``,
-``cgi-bin/message/custom/send``, ``cgi-bin/menu/create``. ``cgi-bin/token`` answers 40164-like
+``cgi-bin/message/custom/send``, ``cgi-bin/menu/create``, ``cityservice/face/identify/getinfo``
+(face-verification results: unknown ``verify_result`` 84001, expired 84002, asked about before
+84003). ``cgi-bin/token`` answers 40164-like
 refusal (``FORBIDDEN_TOKEN_ENDPOINT``) and is counted, so a test can prove it is never used.
 
 In process (pytest fixture ``fake_wechat``)::
@@ -10,6 +12,8 @@ In process (pytest fixture ``fake_wechat``)::
     fake.add_code("code-1", "openid-1", unionid="u-1")     # js_code → openid (unknown code: 40029)
     fake.grant("openid-1", "TPL", 2)                      # two subscribe grants (none left: 43101)
     fake.open_window("openid-1")                          # 48 h customer-service window (outside: 45015)
+    fake.add_face_result("vr-1", "openid-1", "110105194912310021", "张三")  # a passed face verification
+    fake.add_face_result("vr-2", "openid-1", "…", "…", identify_ret=10001, age_seconds=3600, expired=True)
     fake.fail_next("cgi-bin/message/subscribe/send", [-1, 45009, "http:500"])
     fake.delay["cgi-bin/message/custom/send"] = 2.0       # seconds before answering
     fake.expire_all_tokens()                              # every issued token now answers 42001
@@ -22,13 +26,15 @@ and ``POST /_fake/control`` with one action:
 ``{"action": "grant", "openid", "template_id", "n"}``, ``{"action": "open_window", "openid", "quota"?}``,
 ``{"action": "close_window", "openid"}``, ``{"action": "add_code", "code", "openid", "unionid"?}``,
 ``{"action": "fail_next", "path", "errors": [...]}``, ``{"action": "delay", "path", "seconds"}``,
-``{"action": "expire_all_tokens"}``, ``{"action": "reset"}``.
+``{"action": "add_face_result", "verify_result", "openid", "id_number", "name", "identify_ret"?,
+"age_seconds"?, "expired"?}``, ``{"action": "expire_all_tokens"}``, ``{"action": "reset"}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import re
 import secrets
@@ -46,6 +52,7 @@ JSCODE2SESSION = "sns/jscode2session"
 SUBSCRIBE_SEND = "cgi-bin/message/subscribe/send"
 CUSTOM_SEND = "cgi-bin/message/custom/send"
 MENU_CREATE = "cgi-bin/menu/create"
+FACE_GETINFO = "cityservice/face/identify/getinfo"
 LEGACY_TOKEN = "cgi-bin/token"
 
 ERRMSG = {
@@ -67,6 +74,9 @@ ERRMSG = {
     47001: "data format error",
     47003: "argument invalid!",
     48001: "api unauthorized",
+    84001: "invalid identify id",
+    84002: "user data expired",
+    84003: "user data already used",
 }
 FORBIDDEN_TOKEN_ENDPOINT = 48001
 
@@ -112,6 +122,8 @@ class FakeWeChat:
         self.windows: dict[str, list[float]] = {}  # openid -> [deadline, messages left]
         self.faults: dict[str, deque[int | str]] = defaultdict(deque)
         self.templates: dict[str, set[str]] = {}
+        self.face_results: dict[str, dict[str, Any]] = {}
+        self.face_queried: set[str] = set()
         self.delay.clear()
 
     def add_code(self, code: str, openid: str, unionid: str | None = None, session_key: str | None = None) -> None:
@@ -119,6 +131,20 @@ class FakeWeChat:
         if unionid:
             entry["unionid"] = unionid
         self.codes[code] = entry
+
+    def add_face_result(
+        self, verify_result: str, openid: str, id_number: str, name: str, *, identify_ret: int = 0,
+        age_seconds: int = 0, expired: bool = False,
+    ) -> None:
+        """A face verification the mini-program ran ``age_seconds`` ago for this openid, name and
+        number. ``expired``: WeChat no longer keeps the data (84002)."""
+        finished = int(time.time()) - age_seconds
+        self.face_results[verify_result] = {
+            "openid": openid, "identify_ret": identify_ret, "identify_time": finished - 3,
+            "finish_time": finished, "expired": expired,
+            "id_card_number_md5": hashlib.md5(id_number.upper().encode()).hexdigest(),
+            "name_utf8_md5": hashlib.md5(name.encode("utf-8")).hexdigest(),
+        }
 
     def grant(self, openid: str, template_id: str, n: int = 1) -> None:
         self.grants[(openid, template_id)] += n
@@ -181,6 +207,7 @@ class FakeWeChat:
         app.router.add_post(f"/{SUBSCRIBE_SEND}", self._subscribe_send)
         app.router.add_post(f"/{CUSTOM_SEND}", self._custom_send)
         app.router.add_post(f"/{MENU_CREATE}", self._menu_create)
+        app.router.add_post(f"/{FACE_GETINFO}", self._face_getinfo)
         app.router.add_get("/_fake/sent", self._control_sent)
         app.router.add_post("/_fake/control", self._control)
         return app
@@ -335,6 +362,26 @@ class FakeWeChat:
         self.menus.append(body)
         return _ok()
 
+    async def _face_getinfo(self, request: web.Request) -> web.Response:
+        body, refused = await self._authorised_body(request)
+        if refused:
+            return refused
+        verify_result = body.get("verify_result")
+        if not isinstance(verify_result, str) or verify_result not in self.face_results:
+            return _error(84001)
+        if verify_result in self.face_queried:
+            return _error(84003)
+        entry = self.face_results[verify_result]
+        if entry["expired"]:
+            return _error(84002)
+        if not _OPENID.match(entry["openid"]):
+            return _error(40003)
+        self.face_queried.add(verify_result)
+        return _ok(identify_ret=entry["identify_ret"], identify_time=entry["identify_time"],
+                   validate_data="fake-validate-" + secrets.token_hex(4), openid=entry["openid"],
+                   user_id_key="fake-uik-" + secrets.token_hex(8), finish_time=entry["finish_time"],
+                   id_card_number_md5=entry["id_card_number_md5"], name_utf8_md5=entry["name_utf8_md5"])
+
     async def _control_sent(self, request: web.Request) -> web.Response:
         return web.json_response(self.state())
 
@@ -353,6 +400,10 @@ class FakeWeChat:
             self.fail_next(body["path"], list(body["errors"]))
         elif action == "delay":
             self.delay[body["path"].strip("/")] = float(body["seconds"])
+        elif action == "add_face_result":
+            self.add_face_result(body["verify_result"], body["openid"], body["id_number"], body["name"],
+                                 identify_ret=int(body.get("identify_ret", 0)),
+                                 age_seconds=int(body.get("age_seconds", 0)), expired=bool(body.get("expired")))
         elif action == "expire_all_tokens":
             self.expire_all_tokens()
         elif action == "reset":
