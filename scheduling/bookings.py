@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,7 +182,6 @@ class BookingRequest:
     acknowledge_no_free_cancel: bool = False
     # staff bookings on a resident's behalf: the channel (phone, walk_in, assisted)
     channel: str = "self"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """Identifies the whole request (every field but the key), so a key reused with any

@@ -57,7 +57,7 @@ async def test_menu_lists_upcoming_bookings_numbered(chat, db):
     await bookings.create_booking(db, "someone-else", bookings.BookingRequest(
         centre["slot_id"], CENTRE_SERVICE, "x", visitor=visitor("x")), POLICY)
     text = await my_bookings(chat)
-    assert "我的预约（待进行 2 个）" in text
+    assert "我的预约（待进行 2 个）" in text and f"预约码 {centre['code']}" in text
     first, second = (line for line in text.splitlines() if line[:2] in ("1.", "2."))
     assert "异地就医备案" in first and "【已预约】" in first
     assert "更换导尿管" in second and "（王**）" in second and "【待审核】" in second
