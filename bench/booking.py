@@ -14,6 +14,7 @@ Usage: .venv/bin/python bench/booking.py   (about a minute)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import statistics
 import sys
 import tempfile
@@ -63,7 +64,10 @@ async def run_clients(jobs: list, concurrency: int) -> tuple[float, int, int]:
 
 
 def booker(db, openid: str, slot_id: str, service_id: str, policy: Policy = POLICY):
-    request = bookings.BookingRequest(slot_id=slot_id, service_id=service_id, idempotency_key="bench")
+    # one visitor per family (the phone derived from the openid): one person, one booking of a slot
+    phone = f"139{int(hashlib.sha256(openid.encode()).hexdigest(), 16) % 10**8:08d}"
+    request = bookings.BookingRequest(slot_id=slot_id, service_id=service_id, idempotency_key="bench",
+                                      visitor={"name": "测试来访人", "phone": phone})
     return lambda: bookings.create_booking(db, openid, request, policy)
 
 

@@ -50,8 +50,12 @@ async def login(request: web.Request) -> web.Response:
     if member is None:
         raise ApiError(401, "invalid_credentials", "用户名或密码错误")
     token, expires_at = await sessions.issue(db, sessions.STAFF, member.username, STAFF_SESSION_TTL)
+    from handlers.staff_bookings import staff_identity  # the nurse record of a nurse account
+
+    identity = await staff_identity(db, member)
     return json_response({"token": token, "expires_at": expires_at, "username": member.username,
-                          "role": member.role, "institution_id": member.institution_id})
+                          "role": member.role, "institution_id": member.institution_id, "name": member.name,
+                          "nurse": identity["nurse"]})
 
 
 @routes.post("/api/v1/staff/logout")
@@ -74,7 +78,11 @@ OPENAPI = {
                     "200": json_body({"type": "object", "properties": {
                         "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
                         "username": {"type": "string"}, "role": {"type": "string", "enum": list(staff.ROLES)},
-                        "institution_id": {"type": "string", "nullable": True}}}, "已登录"),
+                        "institution_id": {"type": "string", "nullable": True}, "name": {"type": "string"},
+                        "nurse": {"type": "object", "nullable": True, "description": "护士账号对应的护士",
+                                  "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                                 "title": {"type": "string"}, "qualified": {"type": "boolean"}}}}},
+                        "已登录"),
                     "400": error_response("缺少用户名或密码"),
                     "401": error_response("用户名或密码错误"),
                 },

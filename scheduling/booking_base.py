@@ -35,6 +35,45 @@ REVIEW_LEAD = timedelta(hours=2)
 DEFAULT_REVIEW_HOURS = 12
 DEFAULT_CANCEL_HOURS = 4
 
+
+@dataclass(frozen=True)
+class InstitutionRules:
+    """The time and conduct rules an institution may set in its document (defaults below).
+
+    - check-in (centre): from ``check_in_before_minutes`` before the slot's start to
+      ``check_in_after_end_minutes`` after its end;
+    - a nurse starts the trip at the earliest ``trip_lead_minutes`` before the visit; the service is
+      completed at the earliest ``complete_after_start_minutes`` after the visit's start;
+    - ``no_show_limit`` no-shows within ``no_show_window_days`` suspend the family's self-service
+      booking at the institution for ``no_show_suspend_days`` (0 as limit: no suspension).
+    """
+
+    check_in_before_minutes: int = 30
+    check_in_after_end_minutes: int = 0
+    trip_lead_minutes: int = 120
+    complete_after_start_minutes: int = 0
+    no_show_limit: int = 3
+    no_show_window_days: int = 90
+    no_show_suspend_days: int = 30
+
+    @classmethod
+    def of(cls, institution: dict[str, Any] | None) -> InstitutionRules:
+        configured = (institution or {}).get("booking_rules") or {}
+        values = {name: int(configured[name]) for name in cls.__dataclass_fields__
+                  if isinstance(configured.get(name), int) and not isinstance(configured.get(name), bool)
+                  and configured[name] >= 0}
+        return cls(**values)
+
+    def check_in_window(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        return (start - timedelta(minutes=self.check_in_before_minutes),
+                end + timedelta(minutes=self.check_in_after_end_minutes))
+
+    def trip_from(self, start: datetime) -> datetime:
+        return start - timedelta(minutes=self.trip_lead_minutes)
+
+    def complete_from(self, start: datetime) -> datetime:
+        return start + timedelta(minutes=self.complete_after_start_minutes)
+
 declare_indexes(AUDIT, IndexModel([("entity", ASCENDING), ("entity_id", ASCENDING), ("at", ASCENDING)],
                                   name="entity_at"))
 
@@ -157,6 +196,14 @@ def notification_payload(booking: dict[str, Any], **extra: Any) -> dict[str, Any
     }
     if booking.get("nurse"):
         payload["nurse_name"] = booking["nurse"].get("name", "")
+    if booking.get("end"):
+        payload["end_local"] = local_text(booking["end"])
+    if booking.get("code"):
+        payload["code"] = booking["code"]
+    if booking.get("institution_phone"):
+        payload["institution_phone"] = booking["institution_phone"]
+    if booking.get("provisional"):
+        payload["provisional"] = True
     payload.update({k: v for k, v in extra.items() if v is not None})
     return payload
 

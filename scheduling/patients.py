@@ -123,6 +123,31 @@ def validate(body: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
     return clean
 
 
+def validate_visitor(value: Any) -> dict[str, Any]:
+    """A centre visitor: name and phone required, ID number optional (stored whole, shown masked
+    except to the family and the handling staff, like a patient's)."""
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_visitor", "来访人信息应为包含姓名和手机号的对象")
+    problems: dict[str, str] = {}
+    name = _text(value.get("name"), "来访人姓名", 30, problems, "visitor.name")
+    if name is None and "visitor.name" not in problems:
+        problems["visitor.name"] = "请填写来访人姓名"
+    phone = value.get("phone")
+    phone = phone.strip().replace(" ", "") if isinstance(phone, str) else phone
+    if not isinstance(phone, str) or not (_MOBILE.match(phone) or _LANDLINE.match(phone)):
+        problems["visitor.phone"] = "请填写来访人有效的联系电话（手机号或带区号的固定电话）"
+    id_number = value.get("id_number")
+    if id_number in (None, ""):
+        id_number = None
+    elif not isinstance(id_number, str) or not valid_id_number(id_number.strip().upper()):
+        problems["visitor.id_number"] = "来访人身份证号码格式不正确"
+    else:
+        id_number = id_number.strip().upper()
+    if problems:
+        raise ApiError(400, "invalid_visitor", "来访人信息有误：" + "；".join(problems.values()), fields=problems)
+    return {"name": name, "phone": phone, "id_number": id_number}
+
+
 def view(document: dict[str, Any], *, reveal: bool) -> dict[str, Any]:
     """The API form; phone and ID numbers whole only when ``reveal`` (the family, the handling staff)."""
     phone, id_number = document.get("phone"), document.get("id_number")
@@ -156,6 +181,11 @@ async def create(db: AsyncDatabase, openid: str, fields: dict[str, Any]) -> dict
 
 async def list_for(db: AsyncDatabase, openid: str) -> list[dict[str, Any]]:
     return await db[COLLECTION].find({"openid": openid}).sort("created_at", ASCENDING).to_list(None)
+
+
+async def find_by_id(db: AsyncDatabase, patient_id: str) -> dict[str, Any] | None:
+    """Any family's patient (staff booking on a resident's behalf); the caller checks the right to."""
+    return await db[COLLECTION].find_one({"_id": patient_id}) if isinstance(patient_id, str) else None
 
 
 async def get(db: AsyncDatabase, openid: str, patient_id: str) -> dict[str, Any]:

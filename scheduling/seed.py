@@ -27,17 +27,21 @@ INSTITUTIONS_FILE = Path(__file__).parent / "data" / "institutions.yaml"
 CENTRE_ID = "dazhou-gaoxin-centre"
 HOSPITAL_ID = "jinhua-peoples-hospital"
 DEMO_NURSE_ID = "nurse-wangjingyi"
+SECOND_DEMO_NURSE_ID = "nurse-chenxiaoyan"
 
-# username -> (role, institution, display name, nurse record)
+# username -> (role, institution, display name, nurse record). A nurse account is a nurse: it names
+# the nurse record whose visits it sees and moves (README "Booking codes, visitors and policies").
 DEMO_STAFF: dict[str, tuple[str, str | None, str, str | None]] = {
     "demo-admin": (staff.ADMIN, None, "演示管理员", None),
     "demo-centre": (staff.CENTRE_STAFF, CENTRE_ID, "演示政务中心工作人员", None),
     "demo-clinic": (staff.CLINIC_STAFF, HOSPITAL_ID, "演示医院护理部工作人员", None),
     "demo-nurse": (staff.NURSE, HOSPITAL_ID, "王静怡", DEMO_NURSE_ID),
+    "demo-nurse2": (staff.NURSE, HOSPITAL_ID, "陈晓燕", SECOND_DEMO_NURSE_ID),
 }
 
 _INSTITUTION_FIELDS = ("kind", "name", "address", "district", "phone", "description", "timezone", "windows",
-                       "service_area", "cancel_deadline_hours", "review_deadline_hours", "calendar")
+                       "service_area", "cancel_deadline_hours", "review_deadline_hours", "calendar",
+                       "booking_rules")
 
 
 @cache
@@ -45,6 +49,10 @@ def demo_institutions() -> tuple[dict[str, Any], ...]:
     data = yaml.safe_load(INSTITUTIONS_FILE.read_text(encoding="utf-8"))
     for entry in data:
         institutions.calendar_rules(entry)  # fail early on unusable rules in the file
+    nurse_ids = {(entry["id"], nurse["id"]) for entry in data for nurse in entry.get("nurses") or ()}
+    for username, (role, institution_id, _name, nurse_id) in DEMO_STAFF.items():
+        if role == staff.NURSE and (institution_id, nurse_id) not in nurse_ids:
+            raise ValueError(f"demo account {username}: nurse {nurse_id} is not a nurse of {institution_id}")
     return tuple(data)
 
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
+
+_SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 CENTRE, NURSING = "centre", "nursing"
 KINDS = (CENTRE, NURSING)
@@ -64,6 +67,11 @@ class Situation:
     review_deadline: datetime | None = None
     reason: str | None = None
     actor_is_assigned_nurse: bool = False
+    # windows from the institution's rules (``booking_base.InstitutionRules``); None: no limit
+    check_in_from: datetime | None = None
+    check_in_until: datetime | None = None
+    trip_from: datetime | None = None
+    complete_from: datetime | None = None
 
 
 Guard = Callable[[Situation], None]
@@ -99,6 +107,32 @@ def _visit_started(s: Situation) -> None:
         raise TransitionError("visit_not_started", "预约时间未到，不能标记为未到场")
 
 
+def _local_hm(moment: datetime) -> str:
+    return moment.astimezone(_SHANGHAI).strftime("%m月%d日 %H:%M")
+
+
+def _within_check_in_window(s: Situation) -> None:
+    if s.check_in_from is not None and s.now < s.check_in_from:
+        raise TransitionError("check_in_too_early",
+                              f"还未到签到时间，请于 {_local_hm(s.check_in_from)} 之后签到")
+    if s.check_in_until is not None and s.now > s.check_in_until:
+        raise TransitionError("check_in_too_late",
+                              f"已过签到时间（截至 {_local_hm(s.check_in_until)}），该预约码已失效")
+
+
+def _trip_window_open(s: Situation) -> None:
+    if s.trip_from is not None and s.now < s.trip_from:
+        raise TransitionError("trip_too_early",
+                              f"还未到出发时间：最早可于 {_local_hm(s.trip_from)} 点击出发")
+
+
+def _visit_time_reached(s: Situation) -> None:
+    earliest = s.complete_from or s.start
+    if s.now < earliest:
+        raise TransitionError("complete_too_early",
+                              f"上门服务时间未到，最早可于 {_local_hm(earliest)} 之后完成服务")
+
+
 def _assigned_nurse_only(s: Situation) -> None:
     if s.actor == NURSE and not s.actor_is_assigned_nurse:
         raise TransitionError("forbidden", "只能操作分配给自己的上门服务", "forbidden")
@@ -124,7 +158,7 @@ _CLINIC_AND_NURSE = frozenset({CLINIC_STAFF, ADMIN, NURSE})
 
 TABLES: dict[str, tuple[Rule, ...]] = {
     CENTRE: (
-        Rule(BOOKED, CHECKED_IN, _CENTRE_DESK, reminders=CANCEL, label="签到"),
+        Rule(BOOKED, CHECKED_IN, _CENTRE_DESK, (_within_check_in_window,), reminders=CANCEL, label="签到"),
         Rule(CHECKED_IN, COMPLETED, _CENTRE_DESK, label="办结"),
         Rule(BOOKED, CANCELLED, _CENTRE_DESK | {RESIDENT},
              (_resident_before_cancel_deadline, _staff_gives_reason),
@@ -143,9 +177,11 @@ TABLES: dict[str, tuple[Rule, ...]] = {
         Rule(CONFIRMED, CANCELLED, _CLINIC | {RESIDENT}, (_resident_before_cancel_deadline, _staff_gives_reason),
              releases_seat=True, releases_nurse=True, notification="booking_cancelled", reminders=CANCEL,
              label="取消"),
-        Rule(CONFIRMED, ON_THE_WAY, _CLINIC_AND_NURSE, (_assigned_nurse_only,), reminders=CANCEL, label="出发"),
+        Rule(CONFIRMED, ON_THE_WAY, _CLINIC_AND_NURSE, (_assigned_nurse_only, _trip_window_open),
+             reminders=CANCEL, label="出发"),
         Rule(ON_THE_WAY, IN_SERVICE, _CLINIC_AND_NURSE, (_assigned_nurse_only,), label="开始服务"),
-        Rule(IN_SERVICE, COMPLETED, _CLINIC_AND_NURSE, (_assigned_nurse_only,), label="完成服务"),
+        Rule(IN_SERVICE, COMPLETED, _CLINIC_AND_NURSE, (_assigned_nurse_only, _visit_time_reached),
+             label="完成服务"),
         Rule(CONFIRMED, NO_SHOW, _CLINIC_AND_NURSE, (_assigned_nurse_only, _visit_started),
              releases_nurse=True, reminders=CANCEL, label="标记未到场"),
     ),
@@ -169,14 +205,26 @@ def targets(kind: str, source: str) -> list[str]:
     return [rule.target for rule in TABLES[kind] if rule.source == source]
 
 
+# What to do first, when a step is asked for out of order (nursing visits).
+_ORDER_HINTS = {
+    (NURSING, CONFIRMED, IN_SERVICE): "护士尚未出发：请先点击「出发」，再开始服务",
+    (NURSING, CONFIRMED, COMPLETED): "服务尚未开始：请先「出发」并「开始服务」，再完成服务",
+    (NURSING, ON_THE_WAY, COMPLETED): "服务尚未开始：请先「开始服务」，再完成服务",
+}
+
+# Bookings that still hold a place (a slot seat, the patient's or visitor's time, a code) — those
+# that have not reached a terminal status.
+ACTIVE = frozenset({BOOKED, CHECKED_IN, REQUESTED, CONFIRMED, ON_THE_WAY, IN_SERVICE})
+# The booking code works (check-in) while the booking is in one of these.
+CODE_ACTIVE = frozenset({BOOKED, CONFIRMED})
+
+
 def decide(kind: str, source: str, target: str, situation: Situation) -> Rule:
     """The rule that allows ``source → target`` for this actor now, or ``TransitionError``."""
     rule = rule_for(kind, source, target)
     if rule is None:
-        raise TransitionError(
-            "invalid_transition",
-            f"当前状态为「{STATUS_LABELS.get(source, source)}」，不能变更为「{STATUS_LABELS.get(target, target)}」",
-        )
+        plain = f"当前状态为「{STATUS_LABELS.get(source, source)}」，不能变更为「{STATUS_LABELS.get(target, target)}」"
+        raise TransitionError("invalid_transition", _ORDER_HINTS.get((kind, source, target), plain))
     if situation.actor not in rule.actors:
         raise TransitionError("forbidden", "没有权限执行此操作", "forbidden")
     for guard in rule.guards:

@@ -3,6 +3,7 @@ the test database, so booking tests do not depend on calendar generation."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,3 +111,12 @@ async def world(db: AsyncDatabase) -> World:
     await make_nurse(db, "nurse-chen", CLINIC, name="陈静")
     await make_nurse(db, "nurse-other", OTHER_CLINIC, name="周敏")
     return World(db)
+
+
+def visitor(seed: str = "") -> dict[str, str]:
+    """A centre visitor; a different ``seed`` gives a different person (a different phone)."""
+    digits = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 10**8
+    return {"name": "张建国", "phone": f"139{digits:08d}"}
+
+
+VISITOR = visitor()

@@ -11,7 +11,16 @@ from bot.keys import SETTINGS
 from bot.wechat.callback import CallbackCredentials
 from bot.wechat.simulator import Simulator, message_xml
 from scheduling import bookings
-from tests.booking_factories import ASSESSMENT, CENTRE_SERVICE, NURSING_SERVICE, POLICY, make_patient, world
+from tests.booking_factories import (
+    ASSESSMENT,
+    CENTRE_SERVICE,
+    NURSING_SERVICE,
+    POLICY,
+    VISITOR,
+    make_patient,
+    visitor,
+    world,
+)
 
 OPENID = "chat-family"
 _clicks = itertools.count(1_900_000_000)  # distinct CreateTime: a new click, not a WeChat retry
@@ -34,7 +43,7 @@ async def my_bookings(bot: Simulator) -> str:
 
 async def book_two(db, w) -> tuple[dict, dict]:
     centre, _ = await bookings.create_booking(db, OPENID, bookings.BookingRequest(
-        await w.centre_slot(days=2, hour=10), CENTRE_SERVICE, "c"), POLICY)
+        await w.centre_slot(days=2, hour=10), CENTRE_SERVICE, "c", visitor=VISITOR), POLICY)
     patient = await make_patient(db, OPENID)
     nursing, _ = await bookings.create_booking(db, OPENID, bookings.BookingRequest(
         await w.nursing_slot(days=3), NURSING_SERVICE, "n", patient_id=patient["_id"], assessment=ASSESSMENT),
@@ -46,9 +55,9 @@ async def test_menu_lists_upcoming_bookings_numbered(chat, db):
     assert "没有待进行的预约" in await my_bookings(chat)
     centre, _ = await book_two(db, chat.world)
     await bookings.create_booking(db, "someone-else", bookings.BookingRequest(
-        centre["slot_id"], CENTRE_SERVICE, "x"), POLICY)
+        centre["slot_id"], CENTRE_SERVICE, "x", visitor=visitor("x")), POLICY)
     text = await my_bookings(chat)
-    assert "我的预约（待进行 2 个）" in text
+    assert "我的预约（待进行 2 个）" in text and f"预约码 {centre['code']}" in text
     first, second = (line for line in text.splitlines() if line[:2] in ("1.", "2."))
     assert "异地就医备案" in first and "【已预约】" in first
     assert "更换导尿管" in second and "（王**）" in second and "【待审核】" in second

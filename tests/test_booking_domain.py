@@ -19,6 +19,7 @@ from tests.booking_factories import (
     make_institution,
     make_nurse,
     make_patient,
+    visitor,
     world,
 )
 
@@ -28,6 +29,7 @@ CENTRE_STAFF = Actor("staff", "centre-1", t.CENTRE_STAFF, "test-centre")
 
 
 def centre_request(slot_id: str, key: str = "k1", **kw) -> bookings.BookingRequest:
+    kw.setdefault("visitor", visitor(key))
     return bookings.BookingRequest(slot_id=slot_id, service_id=CENTRE_SERVICE, idempotency_key=key, **kw)
 
 
@@ -100,7 +102,8 @@ async def test_idempotency_key_returns_the_first_booking_and_refuses_a_different
     err = await error_of(bookings.create_booking(db, FAMILY, centre_request(other, key="same"), POLICY))
     assert (err.status, err.code) == (422, "idempotency_key_reused")
     # another family may use the same key for its own booking
-    _, created_b = await bookings.create_booking(db, "family-b", centre_request(slot_id, key="same"), POLICY)
+    _, created_b = await bookings.create_booking(db, "family-b", centre_request(slot_id, key="same",
+                                                                                 visitor=visitor("b")), POLICY)
     assert created_b
 
 
@@ -129,9 +132,10 @@ async def test_cancel_releases_the_seat_once_cancels_reminders_and_notifies(db):
     statuses = {n["key"]: n["status"] async for n in db.notifications.find({"kind": "booking_reminder"})}
     assert set(statuses.values()) == {"cancelled"}
     assert await db.notifications.count_documents({"kind": "booking_cancelled", "openid": FAMILY}) == 1
-    err = await error_of(bookings.transition(db, booking["_id"], t.CANCELLED, Actor.resident(FAMILY), POLICY))
-    assert (err.status, err.code) == (409, "invalid_transition")
+    again = await bookings.transition(db, booking["_id"], t.CANCELLED, Actor.resident(FAMILY), POLICY)
+    assert again["status"] == "cancelled" and again["version"] == 2  # cancel twice: unchanged, no error
     assert (await db.slots.find_one({"_id": slot_id}))["booked"] == 0
+    assert await db.notifications.count_documents({"kind": "booking_cancelled", "openid": FAMILY}) == 1
     records = await bookings.history(db, booking["_id"])
     assert [(r["from"], r["to"]) for r in records] == [(None, "booked"), ("booked", "cancelled")]
 
@@ -143,8 +147,8 @@ async def test_centre_desk_flow_and_no_show_rules(db):
     assert (err.status, err.code) == (403, "forbidden")
     err = await error_of(bookings.transition(db, booking["_id"], t.NO_SHOW, CENTRE_STAFF, POLICY))
     assert err.code == "visit_not_started"
-    await bookings.transition(db, booking["_id"], t.CHECKED_IN, CENTRE_STAFF, POLICY)
-    done = await bookings.transition(db, booking["_id"], t.COMPLETED, CENTRE_STAFF, POLICY)
+    await bookings.transition(db, booking["_id"], t.CHECKED_IN, CENTRE_STAFF, POLICY, now=booking["start"])
+    done = await bookings.transition(db, booking["_id"], t.COMPLETED, CENTRE_STAFF, POLICY, now=booking["start"])
     assert done["status"] == "completed"
     assert (await db.slots.find_one({"_id": booking["slot_id"]}))["booked"] == 1  # a used seat stays used
     assert (await db.booking_quotas.find_one({"_id": FAMILY}))["active"] == 0
@@ -262,8 +266,10 @@ async def test_confirm_assigns_a_qualified_nurse_schedules_reminders_and_notifie
     stranger = Actor("staff", "n2", t.NURSE, CLINIC, "nurse-chen")
     err = await error_of(bookings.transition(db, booking["_id"], t.ON_THE_WAY, stranger, POLICY))
     assert err.status == 403
-    for target in (t.ON_THE_WAY, t.IN_SERVICE, t.COMPLETED):
-        await bookings.transition(db, booking["_id"], target, nurse, POLICY)
+    start = booking["start"]
+    for target, when in ((t.ON_THE_WAY, start - timedelta(hours=1)), (t.IN_SERVICE, start),
+                         (t.COMPLETED, start + timedelta(minutes=50))):
+        await bookings.transition(db, booking["_id"], target, nurse, POLICY, now=when)
     records = await bookings.history(db, booking["_id"])
     assert [r["to"] for r in records] == ["requested", "confirmed", "on_the_way", "in_service", "completed"]
     assert records[1]["actor"] == {"kind": "staff", "id": "clinic-1", "role": "clinic_staff"}
@@ -275,9 +281,10 @@ async def test_a_nurse_is_never_in_two_overlapping_visits(db):
     nine = await w.nursing_slot(hour=9)
     ten = await w.nursing_slot(hour=10)  # overlaps 9-11
     eleven = await w.nursing_slot(hour=11)  # adjacent to 9-11
+    others = [await make_patient(db, f"family-{n}") for n in "bc"]
     first, _ = await bookings.create_booking(db, FAMILY, nursing_request(nine, patient["_id"], key="1"), POLICY)
-    second, _ = await bookings.create_booking(db, FAMILY, nursing_request(ten, patient["_id"], key="2"), POLICY)
-    third, _ = await bookings.create_booking(db, FAMILY, nursing_request(eleven, patient["_id"], key="3"), POLICY)
+    second, _ = await bookings.create_booking(db, "family-b", nursing_request(ten, others[0]["_id"], key="2"), POLICY)
+    third, _ = await bookings.create_booking(db, "family-c", nursing_request(eleven, others[1]["_id"], key="3"), POLICY)
     await bookings.transition(db, first["_id"], t.CONFIRMED, CLINIC_STAFF, POLICY, nurse_id="nurse-lvli")
     err = await error_of(bookings.transition(db, second["_id"], t.CONFIRMED, CLINIC_STAFF, POLICY,
                                              nurse_id="nurse-lvli"))
@@ -299,7 +306,8 @@ async def test_confirmation_rechecks_a_reduced_capacity(db):
     slot_id = await w.nursing_slot(capacity=2)
     a = await make_patient(db, FAMILY)
     first, _ = await bookings.create_booking(db, FAMILY, nursing_request(slot_id, a["_id"], key="1"), POLICY)
-    second, _ = await bookings.create_booking(db, FAMILY, nursing_request(slot_id, a["_id"], key="2"), POLICY)
+    b = await make_patient(db, FAMILY, name="李建华")
+    second, _ = await bookings.create_booking(db, FAMILY, nursing_request(slot_id, b["_id"], key="2"), POLICY)
     await db.slots.update_one({"_id": slot_id}, {"$set": {"capacity": 1}})  # staff reduced it (engineer A's code)
     await bookings.transition(db, first["_id"], t.CONFIRMED, CLINIC_STAFF, POLICY, nurse_id="nurse-lvli")
     err = await error_of(bookings.transition(db, second["_id"], t.CONFIRMED, CLINIC_STAFF, POLICY,
@@ -313,7 +321,8 @@ async def test_reject_and_expire_release_the_seat(db):
     slot_id = await w.nursing_slot()
     patient = await make_patient(db, FAMILY)
     a, _ = await bookings.create_booking(db, FAMILY, nursing_request(slot_id, patient["_id"], key="1"), POLICY)
-    b, _ = await bookings.create_booking(db, FAMILY, nursing_request(slot_id, patient["_id"], key="2"), POLICY)
+    other = await make_patient(db, FAMILY, name="李建华")
+    b, _ = await bookings.create_booking(db, FAMILY, nursing_request(slot_id, other["_id"], key="2"), POLICY)
     assert (await db.slots.find_one({"_id": slot_id}))["booked"] == 2
     err = await error_of(bookings.transition(db, a["_id"], t.REJECTED, CLINIC_STAFF, POLICY))
     assert err.code == "reason_required"
@@ -379,4 +388,5 @@ async def test_staff_of_another_institution_and_other_families_are_refused(db):
     assert (err.status, err.code) == (404, "booking_not_found")
     assert (await db.bookings.find_one({"_id": booking["_id"]}))["status"] == "booked"
     admin = Actor("staff", "root", t.ADMIN, None)
-    assert (await bookings.transition(db, booking["_id"], t.CHECKED_IN, admin, POLICY))["status"] == "checked_in"
+    checked_in = await bookings.transition(db, booking["_id"], t.CHECKED_IN, admin, POLICY, now=booking["start"])
+    assert checked_in["status"] == "checked_in"

@@ -6,7 +6,15 @@ from bot.app import jobs
 from scheduling import booking_jobs, bookings, waitlist
 from scheduling import transitions as t
 from scheduling.booking_base import Actor
-from tests.booking_factories import ASSESSMENT, CENTRE_SERVICE, NURSING_SERVICE, POLICY, make_patient, world
+from tests.booking_factories import (
+    ASSESSMENT,
+    CENTRE_SERVICE,
+    NURSING_SERVICE,
+    POLICY,
+    VISITOR,
+    make_patient,
+    world,
+)
 
 
 def test_booking_jobs_are_registered_and_exclusive():
@@ -34,7 +42,8 @@ async def test_expire_job_expires_overdue_requests_only(client, db):
 async def test_waitlist_job_passes_a_lapsed_offer_on(client, db):
     w = await world(db)
     slot_id = await w.centre_slot(capacity=1)
-    holder, _ = await bookings.create_booking(db, "holder", bookings.BookingRequest(slot_id, CENTRE_SERVICE, "k"),
+    holder, _ = await bookings.create_booking(db, "holder", bookings.BookingRequest(slot_id, CENTRE_SERVICE, "k",
+                                                                                          visitor=VISITOR),
                                               POLICY)
     first = await waitlist.join(db, "fam-a", slot_id, CENTRE_SERVICE)
     second = await waitlist.join(db, "fam-b", slot_id, CENTRE_SERVICE)

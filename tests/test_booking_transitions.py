@@ -119,8 +119,8 @@ def test_nurse_moves_only_her_own_visit_forward():
         with pytest.raises(t.TransitionError) as caught:
             t.decide("nursing", source, target, situation(t.NURSE, actor_is_assigned_nurse=False))
         assert caught.value.kind == "forbidden"
-        assert t.decide("nursing", source, target, situation(t.NURSE, actor_is_assigned_nurse=True))
-        assert t.decide("nursing", source, target, situation(t.CLINIC_STAFF))
+        assert t.decide("nursing", source, target, situation(t.NURSE, actor_is_assigned_nurse=True, now=START))
+        assert t.decide("nursing", source, target, situation(t.CLINIC_STAFF, now=START))
 
 
 def test_no_show_only_once_the_visit_has_started():

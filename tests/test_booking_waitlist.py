@@ -8,10 +8,19 @@ from bot.errors import ApiError
 from scheduling import bookings, waitlist
 from scheduling import transitions as t
 from scheduling.booking_base import Actor
-from tests.booking_factories import ASSESSMENT, CENTRE_SERVICE, NURSING_SERVICE, POLICY, make_patient, world
+from tests.booking_factories import (
+    ASSESSMENT,
+    CENTRE_SERVICE,
+    NURSING_SERVICE,
+    POLICY,
+    make_patient,
+    visitor,
+    world,
+)
 
 
 def request(slot_id: str, key: str, **kw) -> bookings.BookingRequest:
+    kw.setdefault("visitor", visitor(key))
     return bookings.BookingRequest(slot_id=slot_id, service_id=CENTRE_SERVICE, idempotency_key=key, **kw)
 
 
@@ -23,7 +32,7 @@ async def full_slot(db, w, capacity: int = 1):
     slot_id = await w.centre_slot(capacity=capacity)
     holders = []
     for i in range(capacity):
-        booking, _ = await bookings.create_booking(db, f"holder-{i}", request(slot_id, "k"), POLICY)
+        booking, _ = await bookings.create_booking(db, f"holder-{i}", request(slot_id, f"k{i}"), POLICY)
         holders.append(booking)
     return slot_id, holders
 

@@ -48,6 +48,9 @@ async def create_or_update(
 ) -> None:
     if role not in ROLES:
         raise ValueError(f"unknown role {role}")
+    if (role == NURSE) != bool(nurse_id):
+        # a nurse account is a nurse: it names the nurse record whose visits it sees and moves
+        raise ValueError("a nurse account needs its nurse record (nurse_id), other roles have none")
     await db[COLLECTION].update_one(
         {"_id": username},
         {"$set": {"password_hash": hash_password(password), "role": role, "institution_id": institution_id,

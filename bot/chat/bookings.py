@@ -1,7 +1,7 @@
 """Chat rules of the booking capability (registered in ``bot.chat.rules.CAPABILITY_MODULES``).
 
-- The menu button 我的预约 (``MENU_MY_BOOKINGS``) lists the user's upcoming bookings, numbered; the
-  numbers are remembered for the conversation.
+- The menu button 我的预约 (``MENU_MY_BOOKINGS``) lists the user's upcoming bookings, numbered, with
+  the booking code (预约码) of each; the numbers are remembered for the conversation.
 - "取消预约 N" picks booking N of that list, checks the rules (the same transition table as the
   API) and asks for a confirmation; "确认" cancels it, "不取消" keeps it.
 """
@@ -32,7 +32,12 @@ def describe(booking: dict[str, Any]) -> str:
     patient = booking.get("patient") or {}
     if patient.get("name"):
         line += f"（{mask_name(patient['name'])}）"
-    return f"{line}【{t.STATUS_LABELS.get(booking['status'], booking['status'])}】"
+    line = f"{line}【{t.STATUS_LABELS.get(booking['status'], booking['status'])}】"
+    if booking.get("code") and booking["status"] in t.CODE_ACTIVE:
+        line += f" 预约码 {booking['code']}"
+    if booking.get("provisional"):
+        line += "（节假日安排暂定）"
+    return line
 
 
 async def _upcoming(ctx: ChatContext) -> list[dict[str, Any]]:

@@ -48,6 +48,8 @@ SETTLEMENT_KEYS = frozenset({
 BOOKING_KEYS = frozenset({
     "booking_id", "service_name", "institution_name", "start_local", "start_time", "status_label", "reason",
     "reason_text", "reason_or_hint", "nurse_name", "nurse_text", "confirm_hint", "remind_text",
+    "code", "code_text", "end_time_only", "visit_window", "contact_text", "cancel_text", "cancel_hint",
+    "provisional_text", "review_text", "previous_nurse_text", "until_local", "until_time",
 })
 WAITLIST_KEYS = frozenset({
     "waitlist_id", "service_name", "institution_name", "start_local", "start_time", "offer_expires_local",
@@ -61,6 +63,10 @@ CONTEXT_KEYS: dict[str, frozenset[str]] = {
     "booking_expired": BOOKING_KEYS,
     "waitlist_offer": WAITLIST_KEYS,
     "booking_reminder": BOOKING_KEYS,
+    "booking_made": BOOKING_KEYS,
+    "booking_requested": BOOKING_KEYS,
+    "booking_reassigned": BOOKING_KEYS,
+    "booking_suspended": BOOKING_KEYS,
 }
 KINDS = tuple(CONTEXT_KEYS)
 
@@ -74,6 +80,7 @@ SETTLEMENT_HINTS = {
     "settled": "已在医院直接结算",
 }
 REMIND_TEXTS = {"24h": "明天就要开始了", "2h": "还有 2 小时就开始了"}
+PROVISIONAL_TEXT = "节假日安排以国务院通知为准，如有调整我们会通知您。"
 GENERIC_TITLE = "消息通知"
 GENERIC_TEXT = "您有一条新通知，请在小程序「消息」中查看。"
 
@@ -197,6 +204,20 @@ def _slot_context(payload: Mapping[str, Any]) -> dict[str, str]:
 def booking_context(payload: Mapping[str, Any]) -> dict[str, str]:
     reason = _text(payload, "reason")
     nurse = _text(payload, "nurse_name")
+    code = _text(payload, "code")
+    start_local, end_local = _text(payload, "start_local"), _text(payload, "end_local")
+    end_time = end_local[-5:] if end_local[:10] == start_local[:10] else end_local
+    phone = _text(payload, "institution_phone")
+    deadline = _text(payload, "cancel_deadline_local")
+    free_cancel = payload.get("free_cancel")
+    if free_cancel and deadline:
+        cancel_text = f"如需取消，请在 {deadline} 前在小程序「我的预约」中操作。"
+    elif free_cancel is False:
+        cancel_text = "已过免费取消时间，如需取消请联系机构工作人员。"
+    else:
+        cancel_text = "如需取消，请在小程序「我的预约」中操作。"
+    until_local = _text(payload, "until_local")
+    previous = _text(payload, "previous_nurse_name")
     return {
         "booking_id": _text(payload, "booking_id"),
         **_slot_context(payload),
@@ -208,6 +229,20 @@ def booking_context(payload: Mapping[str, Any]) -> dict[str, str]:
         "nurse_text": f"服务护士：{nurse}。" if nurse else "",
         "confirm_hint": f"服务护士：{nurse}" if nurse else "请按时到达，如需取消请提前操作",
         "remind_text": REMIND_TEXTS.get(_text(payload, "remind_before"), "即将开始"),
+        "code": code,
+        "code_text": (f"预约码：{code}（" + ("护士上门时可核对" if payload.get("booking_kind") == "nursing"
+                                          else "到场时出示给工作人员签到") + "）。") if code else "",
+        "end_time_only": end_time,
+        "visit_window": f"{start_local}–{end_time}" if end_time else start_local,
+        "contact_text": f"机构联系电话：{phone}。" if phone else "",
+        "cancel_text": cancel_text,
+        "cancel_hint": "如需取消请提前操作" if free_cancel is not False else "已过免费取消时间",
+        "provisional_text": PROVISIONAL_TEXT if payload.get("provisional") else "",
+        "review_text": (f"机构将在 {_text(payload, 'review_deadline_local')} 前完成审核，结果会通知您。"
+                        if payload.get("review_deadline_local") else "机构审核后会通知您结果。"),
+        "previous_nurse_text": f"原护士：{previous}。" if previous else "",
+        "until_local": until_local,
+        "until_time": _wechat_time(until_local),
     }
 
 
@@ -242,7 +277,10 @@ SAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
         "booking_id": "b-1", "service_name": "更换导尿管（上门护理）服务项目名称很长的情况",
         "institution_name": "金华市中心医院互联网护理服务中心", "start_local": "2026-11-25 09:30",
         "status_label": "已确认", "reason": "该地址不在服务范围内，请选择其他机构", "nurse_name": "吕丽",
-        "remind_before": "24h",
+        "remind_before": "24h", "code": "ACD347", "end_local": "2026-11-25 11:30", "institution_phone": "0579-82552114",
+        "free_cancel": True, "cancel_deadline_local": "2026-11-25 05:30", "provisional": True,
+        "review_deadline_local": "2026-11-24 20:00", "until_local": "2026-12-31 10:00",
+        "previous_nurse_name": "陈静",
     },
     "waitlist_offer": {
         "waitlist_id": "w-1", "service_name": "异地就医备案", "institution_name": "达州市高新区政务服务中心",
