@@ -129,7 +129,11 @@ async def parse_body(request: web.Request, model: type[M], code: str | None = No
     if not raw:
         raise bad_request("body_required", "请求内容不能为空（需要 JSON 对象）")
     try:
-        return model.model_validate_json(raw, strict=True)
+        text = raw.decode("utf-8")  # the same code as bot.web.read_json for a body that is not UTF-8
+    except UnicodeDecodeError:
+        raise bad_request("invalid_encoding", "请求内容必须是 UTF-8 编码") from None
+    try:
+        return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise validation_error(exc, model, code=code) from None
 
@@ -159,6 +163,7 @@ class Operation:
     description: str | None = None
     body_required: bool = True
     invalid_code: str | None = None  # the 400's code for a body that fails validation
+    error_models: dict[int, type[BaseModel]] = field(default_factory=dict)  # an error body that is not Error
 
     def document(self, schemas: dict[str, Any]) -> dict[str, Any]:
         operation: dict[str, Any] = {"summary": self.summary, "tags": self.tags}
@@ -185,8 +190,9 @@ class Operation:
         if self.auth:
             errors.setdefault(401, "未登录或登录已失效")
         for status, description in sorted(errors.items()):
-            responses[str(status)] = {"description": description, "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            model = self.error_models.get(status)
+            schema = schema_ref(model, schemas, "serialization") if model else {"$ref": "#/components/schemas/Error"}
+            responses[str(status)] = {"description": description, "content": {"application/json": {"schema": schema}}}
         operation["responses"] = responses
         return operation
 
