@@ -153,7 +153,8 @@ class Settings:
     app_env: str = _setting("app_env", "production")  # development only when chosen explicitly
     development_allow_remote: bool = _setting("bool", False)  # development mode may listen beyond loopback
     body_read_timeout_seconds: float = _setting("positive_float", 10.0)  # a body not received by then: 408
-    faq_gaps_per_address_per_day: int = _setting("positive_int", 20)  # new gap questions one address may add
+    faq_gaps_per_address_per_day: int = _setting("positive_int", 20)  # gap questions one address may add a day
+    trust_x_forwarded_for: bool = _setting("bool", False)  # behind a reverse proxy: client address from it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -24,7 +24,7 @@ from aiohttp.web_server import Server
 
 from bot.errors import ApiError
 from bot.keys import SETTINGS
-from bot.logs import request_id_var
+from bot.logs import RequestOrigin, request_id_var, request_origin_var
 from bot.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from bot.web import error_response
 
@@ -69,6 +69,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     token = request_id_var.set(request_id)
+    origin = request_origin_var.set(_origin(request) if request.path.startswith("/api/") else None)
     try:
         try:
             response = await handler(request)
@@ -78,7 +79,22 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         response.headers["X-Request-ID"] = request_id
         return response
     finally:
+        request_origin_var.reset(origin)
         request_id_var.reset(token)
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the socket peer, or behind a trusted reverse proxy the last address it
+    appended to X-Forwarded-For (earlier entries are whatever the client claimed)."""
+    if request.app[SETTINGS].trust_x_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return request.remote or "unknown"
+
+
+def _origin(request: web.Request) -> RequestOrigin:
+    return RequestOrigin(client_address(request), request.app[SETTINGS].faq_gaps_per_address_per_day)
 
 
 @web.middleware
