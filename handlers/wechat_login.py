@@ -11,7 +11,7 @@ from pydantic import Field
 
 from bot.accounts import sessions
 from bot.endpoints import Api, Body
-from bot.errors import ApiError, bad_request
+from bot.errors import ApiError
 from bot.keys import DB
 from bot.wechat.api import CODE_BEEN_USED, INVALID_CODE, NOT_CONFIGURED, WECHAT, WeChatError
 from bot.wechat.users import record_login
@@ -32,7 +32,8 @@ class WxLogin(Body):
 
 @api.post("/api/v1/auth/wx-login", summary="小程序登录：用 wx.login 的 code 换取本系统的登录令牌", body=WxLogin,
           response=Session, invalid_code="invalid_code",
-          errors={400: "code 缺失、无效或已使用", 502: "微信返回错误", 503: "未配置微信小程序，或微信服务暂时不可用"})
+          errors={400: "code 缺失或格式不正确", 401: "code 无效或已使用（请重新调用 wx.login）", 502: "微信返回错误",
+                  503: "未配置微信小程序，或微信服务暂时不可用"})
 async def wx_login(request: web.Request, body: WxLogin) -> dict:
     try:
         session = await request.app[WECHAT].code2session(body.code)
@@ -46,8 +47,8 @@ async def wx_login(request: web.Request, body: WxLogin) -> dict:
 
 
 def _login_error(exc: WeChatError) -> ApiError:
-    if exc.errcode in (INVALID_CODE, CODE_BEEN_USED):
-        return bad_request("invalid_code", "登录凭证无效或已使用，请重新进入小程序")
+    if exc.errcode in (INVALID_CODE, CODE_BEEN_USED):  # well-formed, but it does not authenticate
+        return ApiError(401, "invalid_code", "登录凭证无效或已使用，请重新进入小程序")
     if exc.errcode == NOT_CONFIGURED:
         return ApiError(503, "wechat_not_configured", "未配置微信小程序（WECHAT_APP_ID），开发环境请使用开发登录")
     log.warning("code2session failed", extra={"errcode": exc.errcode, "transient": exc.transient})
