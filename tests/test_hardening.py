@@ -202,3 +202,29 @@ async def test_security_headers(client):
     assert public.headers["X-Content-Type-Options"] == "nosniff"
     missing = await client.get("/api/v1/nothing-here")
     assert missing.headers["X-Content-Type-Options"] == "nosniff" and missing.headers["Cache-Control"] == "no-store"
+
+
+async def test_scheduler_shutdown_during_a_run_is_not_an_error(client, caplog):
+    from datetime import timedelta
+
+    from prometheus_client import REGISTRY
+
+    from bot.jobs import Job, run_scheduler
+
+    started = asyncio.Event()
+
+    async def long_run(app):
+        started.set()
+        await asyncio.sleep(3600)
+
+    def cancelled() -> float:
+        return REGISTRY.get_sample_value("job_runs_total", {"job": "test-long", "result": "cancelled"}) or 0
+
+    before = cancelled()
+    caplog.set_level(logging.INFO)
+    ticking = run_scheduler(client.app, [Job("test-long", timedelta(seconds=0.05), long_run)])
+    await anext(ticking)
+    await asyncio.wait_for(started.wait(), 30)
+    await ticking.aclose()  # what the app's shutdown does
+    assert cancelled() == before + 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
