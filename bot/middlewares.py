@@ -114,19 +114,28 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
 
 
-async def _read_body_in_time(request: web.Request, deadline: float) -> None:
-    """Read (and cache: ``request.read()`` keeps it) the whole body within ``deadline`` seconds, so a
-    client trickling a byte at a time cannot hold a connection and a handler open indefinitely."""
+class BodyTimeoutError(ApiError, TimeoutError):
+    """A 408 for the handler reading the body; a TimeoutError for aiohttp, which then drops the rest of
+    the body quietly instead of logging its read as an unhandled exception."""
+
+    def __init__(self) -> None:
+        super().__init__(408, BODY_TIMEOUT.code, BODY_TIMEOUT.message)
+
+
+def _body_deadline(request: web.Request, deadline: float) -> asyncio.TimerHandle | None:
+    """After ``deadline`` seconds, a body not yet fully received fails its reader with a 408, so a
+    client trickling a byte at a time cannot hold a connection and a handler open indefinitely.
+    The body is not read here: handlers read it (or not) as before, ``can_read_body`` unchanged."""
     if not request.body_exists or request.path.startswith(OWN_BODY_READ):
-        return
-    if request.content_type.startswith("multipart/"):
-        return  # streamed by its handler; none of ours accepts multipart
-    try:
-        async with asyncio.timeout(deadline):
-            await request.read()
-    except TimeoutError:
-        log.info("request body not received in time", extra={"path": request.path, "deadline_s": deadline})
-        raise BODY_TIMEOUT from None
+        return None
+    payload = request.content
+
+    def expire() -> None:
+        if not payload.is_eof():
+            log.info("request body not received in time", extra={"path": request.path, "deadline_s": deadline})
+            payload.set_exception(BodyTimeoutError())
+
+    return asyncio.get_running_loop().call_later(deadline, expire)
 
 
 @web.middleware
@@ -138,8 +147,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         limit = settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-        await _read_body_in_time(request, settings.body_read_timeout_seconds)
-        return await handler(request)
+        deadline = _body_deadline(request, settings.body_read_timeout_seconds)
+        try:
+            return await handler(request)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
     except ApiError as exc:
         if exc.status == 408:
             return _closing(error_response(exc))

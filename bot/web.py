@@ -48,7 +48,7 @@ def dumps(obj: Any) -> str:
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=dumps(data).encode("utf-8"), status=status, headers=headers,
-                        content_type="application/json")
+                        content_type="application/json", charset="utf-8")
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> web.Response:
