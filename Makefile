@@ -17,6 +17,8 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# `make serve` is development: dev-login, the dev callback token, loopback only (APP_ENV=production to override).
+serve: export APP_ENV ?= development
 serve: $(STAMP)
 	$(BIN)/python -m bot seed-demo
 	exec $(BIN)/python -m bot serve

@@ -163,8 +163,9 @@ async def main() -> None:
         server.start()
         try:
             await server.wait_ready()
-            settings = Settings.from_env({}, mongodb_uri=server.uri, mongodb_db="bench", data_dir=Path(tmp),
-                                         demo_staff_password="bench-only-password", log_level="WARNING")
+            settings = Settings.from_env({"APP_ENV": "development"}, mongodb_uri=server.uri, mongodb_db="bench",
+                                         data_dir=Path(tmp), demo_staff_password="bench-only-password",
+                                         log_level="WARNING")
             client = database.connect(server.uri)
             try:
                 db = client[settings.mongodb_db]

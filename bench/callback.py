@@ -197,6 +197,7 @@ async def run() -> None:
     texts = questions()
     with tempfile.TemporaryDirectory(prefix="bench-callback-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "MONGODB_"))}
+        env["APP_ENV"] = "development"  # the dev callback token exists only in development mode
         app_port, bare_port = free_port(), free_port()
         app_env = {**env, "HOST": HOST, "PORT": str(app_port), "DATA_DIR": tmp, "LOG_LEVEL": "WARNING"}
         processes: list[subprocess.Popen] = []

@@ -46,7 +46,8 @@ def ready(url: str) -> bool:
 
 def one_run(data_dir: str) -> tuple[float, float, float]:
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "DATA_DIR": data_dir, "MONGODB_URI": "", "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "APP_ENV": "development", "PORT": str(port), "DATA_DIR": data_dir, "MONGODB_URI": "",
+           "LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--no-scheduler"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

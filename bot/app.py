@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from bot import db as database
+from bot import middlewares
 from bot.config import Settings
 from bot.embedded import EmbeddedMongo
 from bot.jobs import JOBS, Job
@@ -136,6 +137,7 @@ def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bo
     from handlers import setup_routes  # handlers import bot modules; keep the import one-way
 
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    middlewares.install(app)  # security headers; the JSON envelope for aiohttp's own parser errors
     app[SETTINGS] = settings
     app[READINESS] = Readiness()
     app[JOBS] = jobs() if scheduler else []

@@ -20,6 +20,7 @@ log = logging.getLogger("bot")
 
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
+STARTABLE = ("serve", "worker")  # commands that serve or run jobs: refused in an unsafe configuration
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        if args.command in STARTABLE:
+            settings.check_startable()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

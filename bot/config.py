@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+APP_ENVS = ("production", "development")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
 
 class SettingsError(ValueError):
     def __init__(self, variable: str, zh: str, en: str) -> None:
@@ -69,6 +72,20 @@ def _aes_key(raw: str) -> str:
     return raw
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _app_env(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in APP_ENVS:
+        raise ValueError("must be production or development")
+    return value
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -93,6 +110,8 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "aes_key": (_aes_key, "EncodingAESKey 必须是 43 个字符"),
     "text": (_text, "格式不正确"),
     "bool": (_bool, "必须是 true 或 false"),
+    "positive_float": (_positive_float, "必须是正数"),
+    "app_env": (_app_env, "应为 production 或 development"),
 }
 
 
@@ -135,6 +154,12 @@ class Settings:
     outbox_lease_seconds: int = _setting("positive_int", 60)  # a claimed notification is reclaimed after this
     outbox_max_attempts: int = _setting("positive_int", 8)  # transient failures before a notification fails
     outbox_retry_base_seconds: int = _setting("positive_int", 10)  # first retry delay (doubles, with jitter)
+    # --- hardening (issue 18): mode, body deadline, FAQ gap flood cap ---
+    app_env: str = _setting("app_env", "production")  # development only when chosen explicitly
+    development_allow_remote: bool = _setting("bool", False)  # development mode may listen beyond loopback
+    body_read_timeout_seconds: float = _setting("positive_float", 10.0)  # a body not received by then: 408
+    faq_gaps_per_address_per_day: int = _setting("positive_int", 20)  # gap questions one address may add a day
+    trust_x_forwarded_for: bool = _setting("bool", False)  # behind a reverse proxy: client address from it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -159,5 +184,35 @@ class Settings:
         return self.mongodb_uri is None
 
     @property
+    def development(self) -> bool:
+        return self.app_env == "development"
+
+    @property
     def wechat_configured(self) -> bool:
-        return bool(self.wechat_app_id)
+        """False only in development mode without an AppID: the development conveniences (dev-login, the
+        public development callback token and key, a generated identity key) exist only then. Production
+        never infers them from a missing AppID; it refuses to start without one (``check_startable``)."""
+        return bool(self.wechat_app_id) or not self.development
+
+    def check_startable(self) -> None:
+        """Refuse to serve in a configuration that would be unsafe: production without its secrets
+        (each missing variable named), development listening beyond loopback unless told so."""
+        if self.development:
+            if self.host not in LOOPBACK_HOSTS and not self.development_allow_remote:
+                raise SettingsError(
+                    "HOST", f"开发模式（APP_ENV=development）只监听本机地址，{self.host} 需同时设置 "
+                    "DEVELOPMENT_ALLOW_REMOTE=true", f"development mode listens on loopback only; {self.host} "
+                    "also needs DEVELOPMENT_ALLOW_REMOTE=true")
+            return
+        missing = [name.upper() for name in PRODUCTION_REQUIRED if not getattr(self, name)]
+        if missing:
+            names = ", ".join(missing)
+            raise SettingsError(names, f"生产模式必须设置 {names}（开发环境请设置 APP_ENV=development）",
+                                f"required in production mode: {names} (set APP_ENV=development for development)")
+        if len(self.identity_hash_key or "") < 32:
+            raise SettingsError("IDENTITY_HASH_KEY", "至少需要 32 个字符", "must have at least 32 characters")
+
+
+# Production (APP_ENV=production, the default) refuses to start without these.
+PRODUCTION_REQUIRED = ("wechat_app_id", "wechat_app_secret", "wechat_token", "identity_hash_key",
+                       "settlement_webhook_secret")

@@ -44,6 +44,7 @@ class EmbeddedDatabaseError(RuntimeError):
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.umask(0o077)  # every file the server creates is the owner's only (0600, directories 0700)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
@@ -67,6 +68,17 @@ def _server_executable() -> str:
     return found
 
 
+def _owner_only(path: Path) -> None:
+    """Tighten a directory to 0700 or a file to 0600 (and, for a directory from an older version, every
+    file in it): database files hold residents' personal data."""
+    if path.is_dir():
+        for child in path.rglob("*"):
+            child.chmod(0o700 if child.is_dir() else 0o600)
+        path.chmod(0o700)
+    elif path.exists():
+        path.chmod(0o600)
+
+
 class EmbeddedMongo:
     def __init__(self, storage_dir: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.storage_dir = Path(storage_dir)
@@ -84,11 +96,13 @@ class EmbeddedMongo:
 
         Must run on the main thread: PDEATHSIG fires when the *thread* that forked exits.
         """
-        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        self.storage_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(self.storage_dir)
         self._lock_storage()
         self.port = self.port or free_port(self.host)
         log_path = self.storage_dir.parent / "secantusd.log"
-        with open(log_path, "ab") as server_log:
+        with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as server_log:
+            _owner_only(log_path)
             self.process = subprocess.Popen(
                 [
                     _server_executable(), "--host", self.host, "--port", str(self.port),
@@ -101,7 +115,8 @@ class EmbeddedMongo:
 
     def _lock_storage(self) -> None:
         lock_path = self.storage_dir.parent / (self.storage_dir.name + ".lock")
-        self._lock_file = open(lock_path, "a+")
+        self._lock_file = os.fdopen(os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+")
+        _owner_only(lock_path)
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

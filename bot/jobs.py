@@ -8,6 +8,7 @@ so the domains can declare their ``Job``s without importing the layers above the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from bot.leases import INSTANCE_ID
 
 log = logging.getLogger(__name__)
 
-JOB_RUNS = Counter("job_runs_total", "Periodic job runs by result (ok, failed, skipped; overlapped: a tick "
-                   "that found the previous run still going)", ["job", "result"])
+JOB_RUNS = Counter("job_runs_total", "Periodic job runs by result (ok, failed, skipped, cancelled by shutdown; "
+                   "overlapped: a tick that found the previous run still going)", ["job", "result"])
 JOB_DURATION = Histogram("job_duration_seconds", "Duration of the periodic job runs that ran", ["job"],
                          buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120))
 
@@ -54,6 +55,11 @@ async def run_job(app: web.Application, job: Job) -> None:
         with JOB_DURATION.labels(job.name).time():
             await job.run(app)
         JOB_RUNS.labels(job.name, "ok").inc()
+    except asyncio.CancelledError:
+        # Only the scheduler's shutdown cancels a run: not an error (APScheduler would log it as one).
+        # The durable state is claimed or leased, so another run picks the work up.
+        JOB_RUNS.labels(job.name, "cancelled").inc()
+        log.info("job stopped by shutdown", extra={"job": job.name})
     except Exception:
         JOB_RUNS.labels(job.name, "failed").inc()
         log.exception("job failed", extra={"job": job.name})
@@ -86,11 +92,27 @@ async def scheduler_context(app: web.Application) -> AsyncIterator[None]:
 async def run_scheduler(app: web.Application, jobs: list[Job]) -> AsyncIterator[None]:
     scheduler = AsyncIOScheduler(timezone="Asia/Shanghai")
     scheduler.add_listener(count_overlap, EVENT_JOB_MAX_INSTANCES)
+    running: set[asyncio.Task] = set()
+
+    async def tick(job: Job) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            await run_job(app, job)
+        finally:
+            running.discard(task)
+
     for job in jobs:
-        scheduler.add_job(run_job, "interval", args=[app, job], id=job.name,
+        scheduler.add_job(tick, "interval", args=[job], id=job.name,
                           seconds=job.every.total_seconds(), max_instances=1, coalesce=True)
     scheduler.start()
     try:
         yield
     finally:
         scheduler.shutdown(wait=False)
+        # Runs still going end now, before the database they use is closed (which would make each
+        # fail with an error that is only the shutdown).
+        for task in list(running):
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

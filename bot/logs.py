@@ -11,10 +11,24 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 
 from bot.masking import mask_text
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+@dataclass(frozen=True)
+class RequestOrigin:
+    """Who sent the API request being handled, for per-asker quotas in the domains (FAQ gaps)."""
+
+    address: str  # the client address (X-Forwarded-For's last hop when TRUST_X_FORWARDED_FOR is set)
+    faq_gaps_per_day: int
+
+
+# Set by the HTTP middleware for /api/ requests only (the WeChat callback comes from WeChat's servers).
+request_origin_var: contextvars.ContextVar[RequestOrigin | None] = contextvars.ContextVar("request_origin",
+                                                                                          default=None)
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 

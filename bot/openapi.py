@@ -1,7 +1,9 @@
-"""The OpenAPI 3 document of the JSON API, assembled from each handler module's ``OPENAPI``.
+"""The OpenAPI 3.1 document of the JSON API, assembled from each handler module's part.
 
-Each module under ``handlers/`` that serves JSON keeps an ``OPENAPI = {"paths": …, "schemas": …}``
-next to its routes, so the document stays complete as endpoints are added.
+A module converted to ``bot.endpoints`` has ``api`` (an ``Api``), whose pydantic models generate its
+part; a module not yet converted keeps a hand-written ``OPENAPI = {"paths": …, "schemas": …}``, which
+is brought to 3.1 on the way in (OpenAPI 3.0's ``nullable`` becomes a ``"null"`` type). The hand-written
+dicts disappear as the modules are converted.
 """
 
 from __future__ import annotations
@@ -42,12 +44,39 @@ def ref(name: str) -> dict[str, str]:
 BEARER = [{"bearerAuth": []}]
 
 
+def to_openapi_31(node: Any) -> Any:
+    """A 3.0 schema fragment as 3.1: ``nullable: true`` becomes a type list with ``"null"`` (or, beside a
+    ``$ref`` or without a type, an ``anyOf`` with ``{"type": "null"}``); ``example`` in a schema stays
+    (3.1 still allows it)."""
+    if isinstance(node, list):
+        return [to_openapi_31(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: to_openapi_31(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is not True:
+        return converted
+    kind = converted.get("type")
+    if isinstance(kind, str) and "$ref" not in converted:
+        converted["type"] = [kind, "null"]
+        if "enum" in converted:
+            converted["enum"] = [*converted["enum"], None]
+        return converted
+    if isinstance(kind, list):
+        converted["type"] = [*kind, "null"] if "null" not in kind else kind
+        return converted
+    description = converted.pop("description", None)
+    result: dict[str, Any] = {"anyOf": [converted, {"type": "null"}]}
+    if description:
+        result["description"] = description
+    return result
+
+
 def build_document(modules: list[ModuleType]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for module in modules:
         api = getattr(module, "api", None)
-        spec = api.openapi() if api is not None else getattr(module, "OPENAPI", None)
+        spec = api.openapi() if api is not None else to_openapi_31(getattr(module, "OPENAPI", None))
         if not spec:
             continue
         for path, operations in spec.get("paths", {}).items():

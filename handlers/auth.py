@@ -3,20 +3,21 @@ endpoint uses. The WeChat mini-program login lives beside them."""
 
 from __future__ import annotations
 
-import re
+from datetime import datetime
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from bot.accounts import sessions
-from bot.errors import ApiError, bad_request
+from bot.endpoints import Api, Body
+from bot.errors import ApiError
 from bot.keys import DB, SETTINGS
-from bot.openapi import BEARER, error_response, json_body, ref
-from bot.web import json_response, read_json
 from bot.wechat.users import touch_user
 
-routes = web.RouteTableDef()
+api = Api("auth")
+routes = api.routes
 
-_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+OPENID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 UNAUTHORIZED = ApiError(401, "unauthorized", "请先登录")
 
 
@@ -34,59 +35,39 @@ async def current_resident(request: web.Request) -> str:
     return session["subject"]
 
 
-@routes.post("/api/v1/auth/dev-login")
-async def dev_login(request: web.Request) -> web.Response:
+class DevLogin(Body):
+    openid: str = Field(min_length=1, max_length=64, pattern=OPENID_PATTERN, title="openid",
+                        description="1 到 64 位字母、数字、下划线或连字符", examples=["demo-resident"])
+
+
+@api.schema
+class Session(BaseModel):
+    """本系统的登录令牌（Bearer），到期或退出登录后失效"""
+
+    token: str
+    expires_at: datetime
+    openid: str
+
+
+class LoggedOut(BaseModel):
+    ok: bool
+
+
+@api.post("/api/v1/auth/dev-login", summary="开发登录（仅开发模式 APP_ENV=development 且未配置 WECHAT_APP_ID 时可用）",
+          body=DevLogin, response=Session, invalid_code="invalid_openid",
+          errors={400: "openid 格式不正确", 404: "生产模式或已配置微信 AppID 时不可用"})
+async def dev_login(request: web.Request, body: DevLogin) -> web.Response | dict:
     if request.app[SETTINGS].wechat_configured:
         raise web.HTTPNotFound()
-    body = await read_json(request)
-    openid = body.get("openid")
-    if not isinstance(openid, str) or not _OPENID.match(openid):
-        raise bad_request("invalid_openid", "openid 必须是 1 到 64 位字母、数字、下划线或连字符")
     db = request.app[DB]
-    await touch_user(db, openid)
-    token, expires_at = await sessions.issue(db, sessions.RESIDENT, openid)
-    return json_response({"token": token, "expires_at": expires_at, "openid": openid})
+    await touch_user(db, body.openid)
+    token, expires_at = await sessions.issue(db, sessions.RESIDENT, body.openid)
+    return {"token": token, "expires_at": expires_at, "openid": body.openid}
 
 
-@routes.post("/api/v1/auth/logout")
-async def logout(request: web.Request) -> web.Response:
+@api.post("/api/v1/auth/logout", summary="退出登录（作废当前令牌）", response=LoggedOut, auth=True)
+async def logout(request: web.Request) -> dict:
     token = bearer_token(request)
     if not token or not await sessions.revoke(request.app[DB], token):
         raise UNAUTHORIZED
-    return json_response({"ok": True})
-
-
-OPENAPI = {
-    "paths": {
-        "/api/v1/auth/dev-login": {
-            "post": {
-                "summary": "开发登录（未配置 WECHAT_APP_ID 时可用）",
-                "tags": ["auth"],
-                "requestBody": json_body({"type": "object", "required": ["openid"],
-                                          "properties": {"openid": {"type": "string"}}}),
-                "responses": {
-                    "200": json_body(ref("Session"), "已登录"),
-                    "400": error_response("openid 格式不正确"),
-                    "404": error_response("已配置微信 AppID 时不可用"),
-                },
-            }
-        },
-        "/api/v1/auth/logout": {
-            "post": {
-                "summary": "退出登录（作废当前令牌）",
-                "tags": ["auth"],
-                "security": BEARER,
-                "responses": {"200": json_body({"type": "object"}, "已退出"),
-                              "401": error_response("未登录或令牌无效")},
-            }
-        },
-    },
-    "schemas": {
-        "Session": {
-            "type": "object",
-            "required": ["token", "expires_at", "openid"],
-            "properties": {"token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
-                           "openid": {"type": "string"}},
-        }
-    },
-}
+    return {"ok": True}

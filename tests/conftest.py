@@ -3,6 +3,7 @@ whole session, and a fresh database per test."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -19,6 +20,11 @@ from bot.config import Settings
 from bot.embedded import EmbeddedMongo
 from bot.keys import READINESS
 from tests.fakes.wechat_api import FakeWeChat
+
+# Development mode is chosen explicitly, never inferred (issue 18): the suite chooses it, for the app
+# fixtures below and for the `python -m bot …` processes tests start (they inherit the environment).
+# Tests of production mode pass their own environment or override ``app_env``.
+os.environ.setdefault("APP_ENV", "development")
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +45,9 @@ def db_name() -> str:
 
 @pytest.fixture
 def settings(mongo_uri: str, db_name: str, tmp_path: Any) -> Settings:
-    return Settings.from_env({}, mongodb_uri=mongo_uri, mongodb_db=db_name, data_dir=tmp_path)
+    # development mode is never inferred: the suite chooses it (tests of production mode override it)
+    return Settings.from_env({"APP_ENV": "development"}, mongodb_uri=mongo_uri, mongodb_db=db_name,
+                             data_dir=tmp_path)
 
 
 @pytest.fixture

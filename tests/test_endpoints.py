@@ -64,7 +64,7 @@ async def test_a_valid_request_reaches_the_handler_with_parsed_models(client):
     (b"[" * 100_000 + b"]" * 100_000, "invalid_json"),  # nesting too deep for any parser
     (b"[1, 2]", "invalid_json"),
     (b"", "body_required"),
-    (b"\xff\xfe", "invalid_json"),
+    (b"\xff\xfe", "invalid_encoding"),
 ])
 async def test_invalid_bodies_are_a_400_with_a_stable_code(client, raw, code):
     response = await client.post("/api/v1/notes", data=raw, headers={"Content-Type": "application/json"})

@@ -15,7 +15,9 @@ def test_defaults():
     assert settings.embedded_database
     assert settings.data_dir == Path("./var")
     assert settings.max_body_bytes == 1024 * 1024
-    assert not settings.wechat_configured
+    assert settings.app_env == "production" and not settings.development  # never inferred
+    assert settings.wechat_configured  # so no development conveniences
+    assert not Settings.from_env({"APP_ENV": "development"}).wechat_configured
 
 
 def test_values_are_parsed():
@@ -35,7 +37,7 @@ def test_values_are_parsed():
     ("variable", "value"),
     [("PORT", "abc"), ("PORT", "70000"), ("MONGODB_URI", "postgres://x"), ("LOG_LEVEL", "LOUD"),
      ("MONGODB_DB", "a.b"), ("WECHAT_ENCODING_AES_KEY", "short"), ("WECHAT_API_BASE", "ftp://x"),
-     ("MAX_BODY_BYTES", "-1")],
+     ("MAX_BODY_BYTES", "-1"), ("APP_ENV", "dev"), ("BODY_READ_TIMEOUT_SECONDS", "0")],
 )
 def test_invalid_value_names_the_variable(variable, value):
     with pytest.raises(SettingsError) as caught:
@@ -54,3 +56,45 @@ def test_cli_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "PORT" in lines[0]
+
+
+PRODUCTION = {"WECHAT_APP_ID": "wx1", "WECHAT_APP_SECRET": "s", "WECHAT_TOKEN": "t",
+              "IDENTITY_HASH_KEY": "k" * 32, "SETTLEMENT_WEBHOOK_SECRET": "w"}
+
+
+def test_production_names_every_missing_secret():
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"WECHAT_APP_ID": "wx1"}).check_startable()
+    message = str(caught.value)
+    for variable in ("WECHAT_APP_SECRET", "WECHAT_TOKEN", "IDENTITY_HASH_KEY", "SETTLEMENT_WEBHOOK_SECRET"):
+        assert variable in message
+    assert "WECHAT_APP_ID," not in message and "\n" not in message
+    Settings.from_env(PRODUCTION).check_startable()  # complete: starts
+    with pytest.raises(SettingsError, match="IDENTITY_HASH_KEY"):
+        Settings.from_env({**PRODUCTION, "IDENTITY_HASH_KEY": "short"}).check_startable()
+
+
+def test_development_listens_on_loopback_unless_told_otherwise():
+    Settings.from_env({"APP_ENV": "development"}).check_startable()
+    with pytest.raises(SettingsError, match="DEVELOPMENT_ALLOW_REMOTE") as caught:
+        Settings.from_env({"APP_ENV": "development", "HOST": "0.0.0.0"}).check_startable()
+    assert caught.value.variable == "HOST"
+    Settings.from_env({"APP_ENV": "development", "HOST": "0.0.0.0",
+                       "DEVELOPMENT_ALLOW_REMOTE": "true"}).check_startable()
+    Settings.from_env({**PRODUCTION, "HOST": "0.0.0.0"}).check_startable()
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, ["WECHAT_APP_ID", "WECHAT_APP_SECRET", "WECHAT_TOKEN", "IDENTITY_HASH_KEY", "SETTLEMENT_WEBHOOK_SECRET"]),
+    ({"APP_ENV": "development", "HOST": "0.0.0.0"}, ["HOST", "DEVELOPMENT_ALLOW_REMOTE"]),
+])
+def test_serve_refuses_an_unsafe_configuration(tmp_path, env, expected):
+    """What the container did without .env: no AppID used to mean development on 0.0.0.0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), **env},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert all(variable in lines[0] for variable in expected)

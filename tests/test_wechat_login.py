@@ -45,10 +45,10 @@ async def test_wx_login_rejects_missing_or_malformed_code(wx_client, payload):
 
 async def test_wx_login_with_an_invalid_or_used_code(wx_client, fake_wechat):
     response = await wx_client.post("/api/v1/auth/wx-login", json={"code": "never-issued"})
-    assert response.status == 400 and (await response.json())["error"]["code"] == "invalid_code"
+    assert response.status == 401 and (await response.json())["error"]["code"] == "invalid_code"
     fake_wechat.add_code("once", "openid-2")
     assert (await wx_client.post("/api/v1/auth/wx-login", json={"code": "once"})).status == 200
-    assert (await wx_client.post("/api/v1/auth/wx-login", json={"code": "once"})).status == 400
+    assert (await wx_client.post("/api/v1/auth/wx-login", json={"code": "once"})).status == 401
 
 
 async def test_wx_login_when_wechat_is_busy(wx_client, fake_wechat):
