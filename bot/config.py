@@ -130,6 +130,10 @@ class Settings:
     outbox_lease_seconds: int = _setting("positive_int", 60)  # a claimed notification is reclaimed after this
     outbox_max_attempts: int = _setting("positive_int", 8)  # transient failures before a notification fails
     outbox_retry_base_seconds: int = _setting("positive_int", 10)  # first retry delay (doubles, with jitter)
+    # issue 16, home visits: arrival radius, retention of location pings, alarm escalation
+    visit_arrival_radius_m: int = _setting("positive_int", 300)
+    visit_ping_retention_days: int = _setting("positive_int", 30)
+    alarm_escalation_minutes: int = _setting("positive_int", 3)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -56,6 +56,7 @@ def _booking_request(body: dict[str, Any], key: str, *, slot_id: str | None = No
         assessment=body.get("assessment"),
         waitlist_id=waitlist_id or text_field(body, "waitlist_id", required=False),
         note=body.get("note"),
+        consent_version=body.get("consent_version"),  # issue 16: informed consent version accepted
     )
 
 

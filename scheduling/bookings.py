@@ -33,6 +33,8 @@ from bot.errors import ApiError, bad_request, not_found
 from bot.masking import mask_id_number, mask_phone
 from bot.notify import outbox
 from scheduling import assessment, patients, waitlist
+from scheduling import consent as consent_texts  # issue 16: informed consent
+from scheduling import credentials as nurse_credentials  # issue 16: nurse licence and insurance
 from scheduling import transitions as t
 from scheduling.booking_base import (
     AUDIT,
@@ -105,6 +107,7 @@ class BookingRequest:
     assessment: dict[str, Any] | None = None
     waitlist_id: str | None = None
     note: str | None = None
+    consent_version: int | None = None  # issue 16: the consent version the family accepted
 
     def fingerprint(self) -> str:
         """Identifies the request, so a key reused for a different request is refused."""
@@ -194,6 +197,9 @@ async def _new_booking(
             patient=patients.snapshot(patient), address=address, assessment=assessment.validate(request.assessment),
             **_nursing_deadlines(institution, slot["start"], now),
         )
+        # issue 16: the nursing consent accepted (version, when, by whom); refused if not the current one
+        booking["consent"] = await consent_texts.accept_for_booking(db, institution, service,
+                                                                    request.consent_version, openid, now)
     return booking
 
 
@@ -416,6 +422,7 @@ async def _qualified_nurse(
     skills = nurse.get("skills") or []
     if skills and booking.get("service_category") and booking["service_category"] not in skills:
         raise ApiError(409, "nurse_lacks_skill", f"该护士未登记「{booking['service_category']}」类服务技能")
+    await nurse_credentials.check_assignable(db, nurse["_id"], booking["start"], session=session)  # issue 16
     return nurse
 
 
