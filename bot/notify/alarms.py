@@ -14,7 +14,7 @@ the reason, which the console shows next to the alarm banner so the desk telepho
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -34,10 +34,11 @@ ALARM_DELIVERIES = Counter("alarm_deliveries_total", "Alarm messages to duty sta
 JOB_EVERY = timedelta(seconds=5)
 
 
-async def deliver(db: AsyncDatabase, wechat: WeChatClient, *, alarm_id: str | None = None) -> int:
+async def deliver(db: AsyncDatabase, wechat: WeChatClient, *, alarm_id: str | None = None,
+                  now: datetime | None = None) -> int:
     """Send the due deliveries (of one alarm, or all); returns how many were sent."""
     sent = 0
-    for delivery in await alarms.claim_deliveries(db, INSTANCE_ID, alarm_id=alarm_id):
+    for delivery in await alarms.claim_deliveries(db, INSTANCE_ID, alarm_id=alarm_id, now=now):
         alarm = await alarms.get_alarm(db, delivery["alarm_id"])
         if alarm is None:
             await alarms.finish_delivery(db, delivery, error="alarm missing", retry=False)
