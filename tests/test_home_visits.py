@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.accounts.staff import StaffMember
 from bot.errors import ApiError
-from scheduling import bookings, consent, credentials, geo, visits
+from scheduling import bookings, consent, credentials, geo, service_records, visits
 from scheduling import transitions as t
 from tests.booking_factories import ASSESSMENT, CLINIC, NURSING_SERVICE, POLICY, make_patient, world
-from tests.home_visit_support import CLINIC_ACTOR, FAMILY, HOME, NURSE, OTHER_NURSE, confirmed_visit
+from tests.home_visit_support import CLINIC_ACTOR, DESK, FAMILY, HOME, NURSE, OTHER_NURSE, confirmed_visit
 
 TEXT = {"risks": ["更换导尿管可能引起尿道黏膜损伤、出血或感染"], "nurse_will": ["更换导尿管并指导家属护理"],
         "nurse_will_not": ["不提供静脉输液", "不代购药品"]}
@@ -186,3 +187,59 @@ async def test_admins_are_alerted_30_days_before_once(db):
     assert alert["nurse_id"] == "nurse-lvli" and alert["document"] == "insurance"
     assert alert["message"] == "护士吕丽的执业责任保险将于 2026-12-25 到期，请及时续期"
     assert await credentials.alert_expiring(db, now + timedelta(days=20)) == 1  # chen's, 26 days before
+
+
+# ---------------------------------------------------------------- service record
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+RECORD = {"items": ["更换导尿管"], "materials": [{"name": "导尿包", "quantity": 1, "unit": "套"}],
+          "vitals": {"temperature": 36.8, "systolic": {"value": 132, "unit": "mmHg"}, "diastolic": 80, "spo2": 97},
+          "observations": "尿液清亮，无发热", "advice": "每日饮水 1500 毫升以上，注意会阴清洁"}
+
+
+async def test_the_service_record_is_written_once_and_corrections_are_appended(db):
+    visit = await confirmed_visit(db, status=t.IN_SERVICE)
+    photo = await service_records.upload_photo(db, NURSE, visit.id, PNG, "image/png")
+    record = await service_records.submit(db, NURSE, visit.id, {**RECORD, "photo_ids": [photo["id"]]}, POLICY)
+    assert record["vitals"]["temperature"] == {"label": "体温", "value": 36.8, "unit": "℃"}
+    assert (await db.bookings.find_one({"_id": visit.id}))["status"] == t.COMPLETED
+    refused = await error_of(service_records.submit(db, NURSE, visit.id, {**RECORD, "items": ["别的"]}, POLICY))
+    assert refused.code == "record_exists" and refused.status == 409
+    corrected = await service_records.correct(db, NURSE, visit.id, "耗材应为导尿包 1 套、无菌手套 2 副")
+    assert corrected["items"] == ["更换导尿管"] and corrected["corrections"][0]["by"] == "lvli"
+    stored = await service_records.get_record(db, visit.id, openid=FAMILY)
+    assert stored["items"] == ["更换导尿管"] and len(stored["corrections"]) == 1
+
+
+async def test_implausible_vital_signs_are_refused(db):
+    visit = await confirmed_visit(db, status=t.IN_SERVICE)
+    for vitals in ({"temperature": 48}, {"pulse": 5}, {"temperature": {"value": 98.6, "unit": "℉"}},
+                   {"systolic": 80, "diastolic": 95}):
+        refused = await error_of(service_records.submit(db, NURSE, visit.id, {**RECORD, "vitals": vitals}, POLICY))
+        assert refused.code in ("implausible_vitals", "invalid_vitals")
+    assert await db.service_records.count_documents({}) == 0
+
+
+async def test_photos_are_checked_and_served_only_to_the_family_and_the_institution(db):
+    visit = await confirmed_visit(db, status=t.IN_SERVICE)
+    assert (await error_of(service_records.upload_photo(db, NURSE, visit.id, b"GIF89a....", "image/gif"))).status == 415
+    assert (await error_of(service_records.upload_photo(db, NURSE, visit.id, PNG, "image/jpeg"))).status == 415
+    big = PNG + b"\x00" * service_records.MAX_PHOTO_BYTES
+    assert (await error_of(service_records.upload_photo(db, NURSE, visit.id, big, "image/png"))).status == 413
+    photo = await service_records.upload_photo(db, NURSE, visit.id, PNG, "image/png")
+    data, content_type = await service_records.read_photo(db, visit.id, photo["id"], openid=FAMILY)
+    assert data == PNG and content_type == "image/png"
+    assert (await service_records.read_photo(db, visit.id, photo["id"], member=DESK))[0] == PNG
+    assert (await error_of(service_records.read_photo(db, visit.id, photo["id"], openid="someone-else"))).status == 404
+    assert (await error_of(service_records.read_photo(db, visit.id, photo["id"], member=OTHER_NURSE))).status == 403
+    outsider = StaffMember("x", "clinic_staff", "test-clinic-other")
+    assert (await error_of(service_records.read_photo(db, visit.id, photo["id"], member=outsider))).status == 403
+
+
+async def test_the_family_confirms_or_disputes_once(db):
+    visit = await confirmed_visit(db, status=t.IN_SERVICE)
+    await service_records.submit(db, NURSE, visit.id, RECORD, POLICY)
+    assert (await error_of(service_records.respond(db, FAMILY, visit.id, confirmed=False))).code == "reason_required"
+    disputed = await service_records.respond(db, FAMILY, visit.id, confirmed=False, reason="护士只待了 10 分钟")
+    assert disputed["family_response"]["confirmed"] is False
+    assert (await error_of(service_records.respond(db, FAMILY, visit.id, confirmed=True))).code == "already_responded"
