@@ -11,9 +11,14 @@ from typing import Any
 
 from geopy.distance import geodesic
 
+from bot.errors import ApiError
 
-class LocationError(ValueError):
-    """A location that cannot be used; the message is Chinese."""
+
+class LocationError(ApiError):
+    """A location that cannot be used (a 400); the message is Chinese."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "invalid_location", message)
 
 
 def parse_location(value: Any, *, required: bool = True) -> dict[str, float] | None:
