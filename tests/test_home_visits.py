@@ -243,3 +243,16 @@ async def test_the_family_confirms_or_disputes_once(db):
     disputed = await service_records.respond(db, FAMILY, visit.id, confirmed=False, reason="护士只待了 10 分钟")
     assert disputed["family_response"]["confirmed"] is False
     assert (await error_of(service_records.respond(db, FAMILY, visit.id, confirmed=True))).code == "already_responded"
+
+
+async def test_the_demo_publishes_consent_once_and_valid_credentials(db, mongo_client, settings):
+    from scheduling.home_visit_demo import seed_home_visit_demo
+    from scheduling.seed import HOSPITAL_ID, seed_booking_data
+
+    await seed_booking_data(db, 3)
+    [line] = await seed_home_visit_demo(mongo_client, db, settings)
+    assert "新发布 5 个类别" in line
+    await seed_home_visit_demo(mongo_client, db, settings)
+    assert await db.consent_texts.count_documents({"institution_id": HOSPITAL_ID}) == 5
+    nurse = (await db.nurses.find({"institution_id": HOSPITAL_ID}).to_list(None))[0]
+    assert credentials.problems(await credentials.get(db, nurse["_id"]), datetime.now(UTC).date()) == []
