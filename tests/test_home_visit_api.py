@@ -144,3 +144,16 @@ async def test_credentials_over_http_and_alerts(client, db):
     stored = await client.put("/api/v1/staff/nurses/nurse-lvli/credentials", json=body, headers=desk)
     assert stored.status == 200, await stored.text()
     assert (await stored.json())["problems"][0].startswith("该护士的护士执业证书已于 2020-01-01 到期")
+
+
+async def test_the_address_keeps_the_map_point_chosen_in_the_mini_program(client, db):
+    family = await login(client, "family-map")
+    patient = {"name": "李大爷", "gender": "男", "age": 66, "phone": "13912345678",
+               "address": {"district": "婺城区", "street": "城东街道", "detail": "八一北街 1 号",
+                           "location": {"latitude": 29, "longitude": 119.647}}}
+    created = await client.post("/api/v1/patients", json=patient, headers=family)
+    assert created.status == 201, await created.text()
+    assert (await created.json())["address"]["location"] == {"latitude": 29.0, "longitude": 119.647}
+    bad = {**patient, "address": {**patient["address"], "location": {"latitude": 91, "longitude": 0}}}
+    refused = await client.post("/api/v1/patients", json=bad, headers=family)
+    assert refused.status == 400 and (await refused.json())["error"]["message"]
