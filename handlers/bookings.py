@@ -173,6 +173,7 @@ _NURSING_FIELDS = {
     "address": {**ref("Address"), "description": "上门地址（不填则用就诊人的地址），须在机构服务范围内"},
     "assessment": assessment.openapi_schema(),
     "note": {"type": "string", "maxLength": 200},
+    "consent_version": {"type": "integer", "description": "上门护理：所同意的知情同意书版本（GET /api/v1/consent）"},
 }
 _LOCAL_TIME = {"type": "string", "format": "date-time", "description": "ISO 8601，+08:00"}
 
