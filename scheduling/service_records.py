@@ -1,7 +1,8 @@
 """The service record of a home visit (护理记录), written by the assigned nurse on completion.
 
 What was done (items), materials used, vital signs (each with its unit, refused outside a
-plausible range), observations and advice to the family, and photos. The record (``service_records``,
+plausible range), observations and advice to the family, and photos. The record needs a recorded arrival and a
+matching identity check first (``scheduling.visits``). The record (``service_records``,
 ``_id`` = booking id) is inserted once: a second submission is refused, never an overwrite; later
 corrections are appended (``corrections``), each with who and when. The family then confirms that
 the visit took place, or disputes it with a reason (once).
@@ -31,7 +32,7 @@ from bot.errors import ApiError, bad_request, not_found
 from scheduling import bookings
 from scheduling import transitions as t
 from scheduling.booking_base import BOOKINGS, Actor, Policy
-from scheduling.visits import NOT_ASSIGNED_NURSE, VISIT_NOT_FOUND, assigned_booking, nurse_may_act
+from scheduling.visits import NOT_ASSIGNED_NURSE, VISIT_NOT_FOUND, VISITS, assigned_booking, nurse_may_act
 
 COLLECTION = "service_records"
 PHOTO_BUCKET = "service_photos"
@@ -207,6 +208,9 @@ async def submit(db: AsyncDatabase, member: StaffMember, booking_id: str, body: 
     booking = await assigned_booking(db, member, booking_id)
     if booking["status"] not in (t.IN_SERVICE, t.COMPLETED):
         raise ApiError(409, "visit_not_in_progress", "服务开始后才能提交护理记录")
+    visit = await db[VISITS].find_one({"_id": booking_id}) or {}
+    if not visit.get("arrival") or not (visit.get("identity") or {}).get("matched"):
+        raise ApiError(409, "identity_not_verified", "请先确认到达并核对患者身份，再提交护理记录")
     photos = body.get("photo_ids") or []
     if not isinstance(photos, list) or len(photos) > MAX_PHOTOS or not all(isinstance(p, str) for p in photos):
         raise bad_request("invalid_record", f"photo_ids 应为最多 {MAX_PHOTOS} 个照片编号")

@@ -46,3 +46,11 @@ async def confirmed_visit(db, *, location: dict[str, float] | None = HOME, statu
         booking = await bookings.transition(db, booking["_id"], target, CLINIC_ACTOR, POLICY,
                                             nurse_id="nurse-lvli" if target == t.CONFIRMED else None)
     return Visit(booking, patient)
+
+
+async def arrived_and_verified(db, visit: Visit) -> None:
+    """The nurse's arrival at the door and a matching identity check (what a record needs)."""
+    from scheduling import visits
+
+    await visits.arrive(db, NURSE, visit.id, HOME, radius_m=300)
+    await visits.check_identity(db, NURSE, visit.id, visits.NAME_AGE, name="王秀英", age=82)

@@ -12,7 +12,16 @@ from bot.errors import ApiError
 from scheduling import bookings, consent, credentials, geo, service_records, visits
 from scheduling import transitions as t
 from tests.booking_factories import ASSESSMENT, CLINIC, NURSING_SERVICE, POLICY, make_patient, world
-from tests.home_visit_support import CLINIC_ACTOR, DESK, FAMILY, HOME, NURSE, OTHER_NURSE, confirmed_visit
+from tests.home_visit_support import (
+    CLINIC_ACTOR,
+    DESK,
+    FAMILY,
+    HOME,
+    NURSE,
+    OTHER_NURSE,
+    arrived_and_verified,
+    confirmed_visit,
+)
 
 TEXT = {"risks": ["更换导尿管可能引起尿道黏膜损伤、出血或感染"], "nurse_will": ["更换导尿管并指导家属护理"],
         "nurse_will_not": ["不提供静脉输液", "不代购药品"]}
@@ -199,6 +208,9 @@ RECORD = {"items": ["更换导尿管"], "materials": [{"name": "导尿包", "qua
 
 async def test_the_service_record_is_written_once_and_corrections_are_appended(db):
     visit = await confirmed_visit(db, status=t.IN_SERVICE)
+    refused = await error_of(service_records.submit(db, NURSE, visit.id, RECORD, POLICY))
+    assert refused.code == "identity_not_verified"
+    await arrived_and_verified(db, visit)
     photo = await service_records.upload_photo(db, NURSE, visit.id, PNG, "image/png")
     record = await service_records.submit(db, NURSE, visit.id, {**RECORD, "photo_ids": [photo["id"]]}, POLICY)
     assert record["vitals"]["temperature"] == {"label": "体温", "value": 36.8, "unit": "℃"}
@@ -213,6 +225,7 @@ async def test_the_service_record_is_written_once_and_corrections_are_appended(d
 
 async def test_implausible_vital_signs_are_refused(db):
     visit = await confirmed_visit(db, status=t.IN_SERVICE)
+    await arrived_and_verified(db, visit)
     for vitals in ({"temperature": 48}, {"pulse": 5}, {"temperature": {"value": 98.6, "unit": "℉"}},
                    {"systolic": 80, "diastolic": 95}):
         refused = await error_of(service_records.submit(db, NURSE, visit.id, {**RECORD, "vitals": vitals}, POLICY))
@@ -238,6 +251,7 @@ async def test_photos_are_checked_and_served_only_to_the_family_and_the_institut
 
 async def test_the_family_confirms_or_disputes_once(db):
     visit = await confirmed_visit(db, status=t.IN_SERVICE)
+    await arrived_and_verified(db, visit)
     await service_records.submit(db, NURSE, visit.id, RECORD, POLICY)
     assert (await error_of(service_records.respond(db, FAMILY, visit.id, confirmed=False))).code == "reason_required"
     disputed = await service_records.respond(db, FAMILY, visit.id, confirmed=False, reason="护士只待了 10 分钟")
