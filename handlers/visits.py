@@ -142,6 +142,11 @@ async def booking_consent(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- the nurse's phone
 
 
+class StartTripIn(Body):
+    location: GeoPoint = Field(title="当前位置", description="wx.getLocation（type: gcj02）")
+    accuracy: float | None = Field(None, ge=0, le=100000, title="定位精度（米）")
+
+
 class ArriveIn(Body):
     location: GeoPoint = Field(title="当前位置", description="wx.getLocation（type: gcj02）")
     accuracy: float | None = Field(None, ge=0, le=100000, title="定位精度（米）")
@@ -159,6 +164,15 @@ def _location(point: GeoPoint, accuracy: float | None = None) -> dict[str, Any]:
     if accuracy is not None:
         out["accuracy"] = accuracy
     return out
+
+
+@api.post("/api/v1/nurse/visits/{booking_id}/start-trip", summary="护士出发（记录出发时间和位置；此后出诊费不予退还）",
+          body=StartTripIn, response=VisitOut, auth=True, errors=_NURSE_ERRORS)
+async def start_trip(request: web.Request, body: StartTripIn) -> web.Response:
+    member = await current_staff(request, staff.NURSE)
+    visit = await visits.start_trip(request.app[DB], member, request.match_info["booking_id"],
+                                    _location(body.location, body.accuracy), policy_of(request))
+    return json_response(visits.visit_view(visit, for_staff=True))
 
 
 @api.post("/api/v1/nurse/visits/{booking_id}/arrive", summary="护士到达（核对定位；超出范围须说明原因）", body=ArriveIn,

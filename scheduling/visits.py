@@ -1,5 +1,5 @@
-"""The nurse's home visit, step by step (全程留痕): arrival with the device's location, the patient's
-identity check, and location pings while in service.
+"""The nurse's home visit, step by step (全程留痕): departure and arrival with the device's location,
+the patient's identity check, and location pings while in service.
 
 Only the assigned nurse's own account acts here: a staff account of role ``nurse`` whose
 ``nurse_id`` is the booking's nurse (``bot.accounts.staff``). Every step is recorded in the visit
@@ -26,9 +26,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from bot.accounts.staff import NURSE, StaffMember
 from bot.db import declare_indexes, in_transaction
 from bot.errors import ApiError, bad_request, not_found
-from scheduling import geo
+from scheduling import bookings, geo
 from scheduling import transitions as t
-from scheduling.booking_base import AUDIT, BOOKINGS, Actor, audit
+from scheduling.booking_base import AUDIT, BOOKINGS, Actor, Policy, audit
 
 VISITS, PINGS = "visits", "visit_pings"
 
@@ -102,6 +102,25 @@ async def _record_step(db: AsyncDatabase, session: AsyncClientSession, booking: 
     await audit(db, session, entity="visit", entity_id=booking["_id"], actor=Actor.staff(member), action=action,
                 source=booking["status"], target=booking["status"], at=now, details=details)
     return await db[VISITS].find_one({"_id": booking["_id"]}, session=session)
+
+
+async def start_trip(db: AsyncDatabase, member: StaffMember, booking_id: str, location: Any, policy: Policy,
+                     now: datetime | None = None) -> dict[str, Any]:
+    """The nurse leaves for the visit (出发): the booking moves to on-the-way (the transition table
+    decides) and the departure time and place are recorded — from then on the visit fee is due."""
+    now = now or datetime.now(UTC)
+    device = geo.parse_location(location)
+    booking = await assigned_booking(db, member, booking_id)
+    booking = await bookings.transition(db, booking_id, t.ON_THE_WAY, Actor.staff(member), policy, now=now)
+
+    async def work(session: AsyncClientSession) -> dict[str, Any]:
+        visit = await _record_step(db, session, booking, member, {"$set": {
+            "departure": {"at": now, "location": device, "by": member.username},
+            "last_location": {"at": now, **device}}}, {}, "start_trip", now, {})
+        assert visit is not None
+        return visit
+
+    return await in_transaction(db.client, work)
 
 
 async def arrive(db: AsyncDatabase, member: StaffMember, booking_id: str, location: Any, *, radius_m: int,
@@ -205,11 +224,15 @@ async def trail(db: AsyncDatabase, booking_id: str) -> list[dict[str, Any]]:
 def visit_view(visit: dict[str, Any] | None, *, for_staff: bool) -> dict[str, Any]:
     """The API form; the family sees the steps, not the nurse's coordinates."""
     if visit is None:
-        return {"arrival": None, "identity": None, "last_location": None}
+        return {"departure": None, "arrival": None, "identity": None, "last_location": None}
     arrival = visit.get("arrival")
     if arrival and not for_staff:
         arrival = {k: arrival[k] for k in ("at", "within_radius")}
     identity = visit.get("identity")
-    return {"arrival": arrival, "identity": identity and {k: identity[k] for k in ("at", "method", "matched")},
+    departure = visit.get("departure")
+    if departure and not for_staff:
+        departure = {"at": departure["at"]}
+    return {"departure": departure, "arrival": arrival,
+            "identity": identity and {k: identity[k] for k in ("at", "method", "matched")},
             "last_location": visit.get("last_location") if for_staff else None,
             **({"identity_checks": visit.get("identity_checks", [])} if for_staff else {})}

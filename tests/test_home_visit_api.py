@@ -49,11 +49,13 @@ async def test_consent_is_shown_with_fees_and_required_when_booking(client, db):
 
 
 async def test_the_nurse_phone_flow_and_the_family_view(client, db):
-    visit = await confirmed_visit(db)
+    visit = await confirmed_visit(db, status=t.CONFIRMED)
     nurse = await staff_headers(client, db, "lvli", staff.NURSE, "nurse-lvli")
     other = await staff_headers(client, db, "chen", staff.NURSE, "nurse-chen")
     base = f"/api/v1/nurse/visits/{visit.id}"
     far = {"location": {"latitude": HOME["latitude"] + 0.01, "longitude": HOME["longitude"]}}
+    left = await client.post(f"{base}/start-trip", json=far, headers=nurse)
+    assert left.status == 200 and (await left.json())["departure"]["by"] == "lvli", await left.text()
     response = await client.post(f"{base}/arrive", json=far, headers=other)
     assert response.status == 403
     response = await client.post(f"{base}/arrive", json=far, headers=nurse)
@@ -94,7 +96,8 @@ async def test_the_nurse_phone_flow_and_the_family_view(client, db):
 
     desk = await staff_headers(client, db, "desk", staff.CLINIC_STAFF)
     page = await (await client.get(f"/api/v1/staff/visits/{visit.id}", headers=desk)).json()
-    assert [r["action"] for r in page["trail"]] == ["arrive", "identity_check"] and len(page["pings"]) == 1
+    assert [r["action"] for r in page["trail"]] == ["start_trip", "arrive", "identity_check"]
+    assert len(page["pings"]) == 1
 
     rated = await client.put(f"/api/v1/bookings/{visit.id}/rating", json={"level": "不满意", "comment": "迟到"},
                              headers=family)

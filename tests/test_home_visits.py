@@ -91,6 +91,16 @@ def test_distance_with_geopy():
         geo.parse_location({"latitude": 95, "longitude": 0})
 
 
+async def test_departure_is_recorded_with_its_place_and_moves_the_booking(db):
+    visit = await confirmed_visit(db, status=t.CONFIRMED)
+    assert (await error_of(visits.start_trip(db, OTHER_NURSE, visit.id, HOME, POLICY))).code == "not_assigned_nurse"
+    stored = await visits.start_trip(db, NURSE, visit.id, north_of(HOME, 2000), POLICY)
+    assert stored["departure"]["by"] == "lvli" and stored["departure"]["location"]["latitude"] > HOME["latitude"]
+    assert (await db.bookings.find_one({"_id": visit.id}))["status"] == t.ON_THE_WAY
+    assert (await error_of(visits.start_trip(db, NURSE, visit.id, HOME, POLICY))).status == 409
+    assert visits.visit_view(stored, for_staff=False)["departure"] == {"at": stored["departure"]["at"]}
+
+
 async def test_arrival_within_the_radius_is_accepted(db):
     visit = await confirmed_visit(db)
     stored = await visits.arrive(db, NURSE, visit.id, north_of(HOME, 80), radius_m=300)
