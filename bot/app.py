@@ -125,11 +125,12 @@ async def _wait_for_database(app: web.Application, embedded: EmbeddedMongo | Non
 
 def jobs() -> list[Job]:
     """Every capability's periodic jobs."""
-    from bot.notify import dispatcher
-    from scheduling import booking_jobs, slot_jobs
+    from bot.notify import alarms, dispatcher
+    from scheduling import booking_jobs, home_visit_jobs, slot_jobs
 
     return [Job("calendar-slots", slot_jobs.REFRESH_EVERY, slot_jobs.refresh_slots, exclusive=True),
-            *booking_jobs.booking_jobs(), *dispatcher.dispatch_jobs()]
+            *booking_jobs.booking_jobs(), *dispatcher.dispatch_jobs(),
+            *alarms.alarm_jobs(), *home_visit_jobs.jobs()]  # issue 16: alarms, credentials, ratings
 
 
 def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bool = True) -> web.Application:

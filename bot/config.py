@@ -160,6 +160,10 @@ class Settings:
     body_read_timeout_seconds: float = _setting("positive_float", 10.0)  # a body not received by then: 408
     faq_gaps_per_address_per_day: int = _setting("positive_int", 20)  # gap questions one address may add a day
     trust_x_forwarded_for: bool = _setting("bool", False)  # behind a reverse proxy: client address from it
+    # issue 16, home visits: arrival radius, retention of location pings, alarm escalation
+    visit_arrival_radius_m: int = _setting("positive_int", 300)
+    visit_ping_retention_days: int = _setting("positive_int", 30)
+    alarm_escalation_minutes: int = _setting("positive_int", 3)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

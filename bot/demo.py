@@ -21,9 +21,10 @@ async def _seed_demo_resident(client: AsyncMongoClient, db: AsyncDatabase, setti
 
 def seeders() -> list[Seeder]:
     from bot.settlements.demo import seed_settlement_demo
+    from scheduling.home_visit_demo import seed_home_visit_demo
     from scheduling.seed import seed_booking_demo
 
-    return [_seed_demo_resident, seed_booking_demo, seed_settlement_demo]
+    return [_seed_demo_resident, seed_booking_demo, seed_settlement_demo, seed_home_visit_demo]  # issue 16
 
 
 async def seed_demo(client: AsyncMongoClient, db: AsyncDatabase, settings: Settings) -> list[str]:

@@ -17,16 +17,19 @@ from handlers import (
     health,
     inbox,
     patients,
+    ratings,
     settlement_webhook,
     settlements,
     staff_auth,
     staff_bookings,
+    visits,
     wechat,
     wechat_login,
 )
 
 MODULES = [health, auth, staff_auth, faq, catalogue, wechat, wechat_login, patients, bookings, staff_bookings,
            settlement_webhook, settlements, inbox]
+MODULES += [visits, ratings]  # issue 16: home visits and ratings
 
 
 def setup_routes(app: web.Application) -> None:

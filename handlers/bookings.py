@@ -73,6 +73,8 @@ class BookingDetails(Body):
     note: str | None = Field(None, max_length=200, title="备注")
     acknowledge_no_free_cancel: bool = Field(False, title="知晓不能免费取消",
                                              description="已过免费取消时间仍要预约时须为 true")
+    consent_version: int | None = Field(None, ge=1, title="知情同意书版本",
+                                        description="上门护理必填：家属已阅读并同意的当前知情同意书版本")
 
 
 class BookingIn(BookingDetails):
@@ -235,6 +237,7 @@ def booking_request(body: BookingDetails, key: str, *, slot_id: str, service_id:
         waitlist_id=waitlist_id, note=body.note,
         visitor=body.visitor.model_dump() if body.visitor is not None else None, matter=body.matter,
         acknowledge_no_free_cancel=body.acknowledge_no_free_cancel, channel=channel,
+        consent_version=body.consent_version,
     )
 
 

@@ -42,10 +42,16 @@ IdNumber = Annotated[Text, Field(max_length=18, pattern=_ID_NUMBER,
 Conditions = Annotated[list[Condition], Field(max_length=20)] | Annotated[Text, Field(max_length=40)]
 
 
+class GeoPoint(Body):
+    latitude: float = Field(ge=-90, le=90, title="纬度")
+    longitude: float = Field(ge=-180, le=180, title="经度")
+
+
 class Address(Body):
     district: Text = Field(min_length=1, max_length=30, title="区县", examples=["婺城区"])
     street: Text = Field(min_length=1, max_length=30, title="街道/乡镇", examples=["城东街道"])
     detail: Text = Field("", max_length=100, title="详细地址", examples=["八一北街 100 号 2 单元 301"])
+    location: GeoPoint | None = Field(None, title="地图位置", description="小程序 wx.chooseLocation 选点（GCJ-02）")
 
 
 class PatientFields(Body):

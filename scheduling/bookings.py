@@ -35,6 +35,8 @@ from bot.errors import ApiError, bad_request, not_found
 from bot.masking import mask_id_number, mask_phone
 from bot.notify import outbox
 from scheduling import assessment, patients, waitlist
+from scheduling import consent as consent_texts  # issue 16: informed consent
+from scheduling import credentials as nurse_credentials  # issue 16: nurse licence and insurance
 from scheduling import transitions as t
 from scheduling.booking_base import (
     AUDIT,
@@ -182,6 +184,7 @@ class BookingRequest:
     acknowledge_no_free_cancel: bool = False
     # staff bookings on a resident's behalf: the channel (phone, walk_in, assisted)
     channel: str = "self"
+    consent_version: int | None = None  # issue 16: the consent version the family accepted
 
     def fingerprint(self) -> str:
         """Identifies the whole request (every field but the key), so a key reused with any
@@ -327,6 +330,9 @@ async def _new_booking(
             patient=patients.snapshot(patient), address=address, assessment=assessment.validate(request.assessment),
             **_nursing_deadlines(institution, slot["start"], now),
         )
+        # issue 16: the nursing consent accepted (version, when, by whom); refused if not the current one
+        booking["consent"] = await consent_texts.accept_for_booking(db, institution, service,
+                                                                    request.consent_version, openid, now)
     else:
         booking["visitor"] = _visitor(request.visitor, patient)
         booking["matter"] = _matter(request.matter, service)
@@ -673,6 +679,7 @@ async def _qualified_nurse(
     skills = nurse.get("skills") or []
     if skills and booking.get("service_category") and booking["service_category"] not in skills:
         raise ApiError(409, "nurse_lacks_skill", f"该护士未登记「{booking['service_category']}」类服务技能")
+    await nurse_credentials.check_assignable(db, nurse["_id"], booking["start"], session=session)  # issue 16
     return nurse
 
 

@@ -18,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from bot.db import declare_indexes
 from bot.errors import ApiError, not_found
 from bot.masking import mask_id_number, mask_phone
+from scheduling import geo
 
 COLLECTION = "patients"
 MAX_PATIENTS_PER_FAMILY = 20
@@ -67,7 +68,14 @@ def validate_address(value: Any, problems: dict[str, str], key: str = "address")
         problems[f"{key}.street"] = "请填写街道/乡镇"
     if district is None or street is None:
         return None
-    return {"district": district, "street": street, "detail": detail or ""}
+    address = {"district": district, "street": street, "detail": detail or ""}
+    if value.get("location") is not None:  # issue 16: the map point chosen with wx.chooseLocation
+        try:
+            address["location"] = geo.parse_location(value["location"])
+        except geo.LocationError as exc:
+            problems[f"{key}.location"] = str(exc)
+            return None
+    return address
 
 
 def validate(body: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:

@@ -67,6 +67,8 @@ CONTEXT_KEYS: dict[str, frozenset[str]] = {
     "booking_requested": BOOKING_KEYS,
     "booking_reassigned": BOOKING_KEYS,
     "booking_suspended": BOOKING_KEYS,
+    "rating_invitation": BOOKING_KEYS,  # issue 16: 好差评 invitation after a completed visit
+    "follow_up_result": BOOKING_KEYS,  # issue 16: the result of the follow-up of a bad rating
 }
 KINDS = tuple(CONTEXT_KEYS)
 
