@@ -13,6 +13,7 @@ from handlers import (
     auth,
     bookings,
     catalogue,
+    console,
     faq,
     health,
     inbox,
@@ -26,7 +27,7 @@ from handlers import (
 )
 
 MODULES = [health, auth, staff_auth, faq, catalogue, wechat, wechat_login, patients, bookings, staff_bookings,
-           settlement_webhook, settlements, inbox]
+           settlement_webhook, settlements, inbox, console]
 
 
 def setup_routes(app: web.Application) -> None:

@@ -1,0 +1,181 @@
+"""The staff console in a real browser: Debian's Chromium driven by Playwright, against the real
+app on a real port and the embedded database. Each test is one journey a nurse or clerk makes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bot.app import create_app
+from bot.config import Settings
+from bot.keys import READINESS
+from bot.notify import outbox
+from scheduling import transitions as t
+from scheduling.booking_base import BOOKINGS
+from tests.console_support import CHROMIUM, CHROMIUM_ARGS, log_in, require_chromium, screenshot, seed
+
+
+@pytest.fixture
+async def server(settings: Settings, db: Any) -> AsyncIterator[TestServer]:
+    app = create_app(settings, scheduler=False)
+    test_server = TestServer(app, host="127.0.0.1")  # a free port
+    await test_server.start_server()
+    await app[READINESS].wait()
+    yield test_server
+    await test_server.close()
+
+
+@pytest.fixture
+async def base_url(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def page(tmp_path: Any) -> AsyncIterator[Any]:
+    require_chromium()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
+        context.set_default_timeout(15_000)
+        page = context.pages[0] if context.pages else await context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())  # destructive actions ask; the journeys say yes
+        yield page
+        await context.close()
+
+
+async def test_confirm_the_oldest_request_with_a_qualified_nurse(page, base_url, db):
+    seeded = await seed(db, requests=3, centre=0)
+    oldest = seeded.requests[0]
+    await log_in(page, base_url, "clinic")
+    assert page.url.endswith("/console/workbench")
+    cards = page.locator("article.request")
+    assert await cards.count() == 3
+    first = cards.first
+    assert await first.get_attribute("data-booking") == oldest["_id"]
+    text = await first.inner_text()
+    assert "王**" in text and "王秀英" not in text  # masked until opened with a reason
+    options = await first.locator("select[name=nurse_id] option").all_inner_texts()
+    assert any("吕丽" in o for o in options) and not any("刘新" in o for o in options)  # unqualified left out
+    await screenshot(page, "workbench")
+    await first.locator("select[name=nurse_id]").select_option(label=next(o for o in options if "吕丽" in o))
+    await first.locator("button.primary").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "已确认" in await page.locator(".flash").inner_text()
+    assert await page.locator(f"article[data-booking='{oldest['_id']}']").count() == 0
+
+    await page.goto(f"{base_url}/console/bookings/{oldest['_id']}")
+    assert "已确认" in await page.locator("h1").inner_text()
+    assert "确认通知" in await page.locator("tr.message[data-kind=booking_confirmed]").inner_text()
+    await screenshot(page, "booking-detail")
+    stored = await db[BOOKINGS].find_one({"_id": oldest["_id"]})
+    assert stored["status"] == t.CONFIRMED and stored["nurse_id"] == "nurse-lvli"
+    message = await db[outbox.COLLECTION].find_one({"kind": "booking_confirmed", "openid": oldest["openid"]})
+    assert message is not None and message["payload"]["booking_id"] == oldest["_id"]
+
+    # the nurse now has that visit: for a request at the same time she is no longer offered
+    # (the other requests are at other hours, so she still is for them)
+    await page.goto(f"{base_url}/console/workbench")
+    assert await page.locator("article.request").count() == 2
+
+
+async def test_reject_with_a_preset_reason_and_a_note(page, base_url, db):
+    seeded = await seed(db, requests=1, centre=0)
+    booking = seeded.requests[0]
+    await log_in(page, base_url, "clinic")
+    card = page.locator(f"article[data-booking='{booking['_id']}']")
+    await card.locator("form.reject-form button").click()  # no reason given
+    await page.wait_for_load_state("domcontentloaded")
+    assert "请选择或填写拒绝原因" in await page.locator(".field-error").inner_text()
+    card = page.locator(f"article[data-booking='{booking['_id']}']")
+    await card.locator("select[name=preset]").select_option("需先到院完成首诊评估")
+    await card.locator("input[name=detail]").fill("请带近期病历到护理门诊")
+    await card.locator("form.reject-form button").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "已拒绝" in await page.locator(".flash").inner_text()
+    assert "目前没有待审核的申请" in await page.locator("#pending").inner_text()
+    await screenshot(page, "workbench-empty")
+    stored = await db[BOOKINGS].find_one({"_id": booking["_id"]})
+    assert stored["status"] == t.REJECTED
+    assert stored["status_reason"] == "需先到院完成首诊评估：请带近期病历到护理门诊"
+    assert await db[outbox.COLLECTION].find_one({"kind": "booking_rejected", "openid": booking["openid"]})
+
+
+async def test_patient_details_open_only_with_a_reason(page, base_url, db):
+    seeded = await seed(db, requests=1, centre=0)
+    await log_in(page, base_url, "clinic")
+    card = page.locator("article.request").first
+    assert "139****5678" in await card.inner_text()
+    await card.locator("form[action$='/reveal'] button").click()
+    await page.wait_for_load_state("domcontentloaded")
+    text = await page.locator(f"article[data-booking='{seeded.requests[0]['_id']}']").inner_text()
+    assert "王秀英" in text and "13912345678" in text and "八一北街" in text
+
+
+async def test_check_in_by_code_and_a_second_check_in_is_refused(page, base_url, db):
+    seeded = await seed(db, requests=0, centre=2)
+    booking = seeded.centre[0]
+    await log_in(page, base_url, "desk")
+    await page.goto(f"{base_url}/console/day?date={booking['date']}")
+    assert await page.locator("tr[data-booking]").count() == 2
+    await page.fill("#checkin-code", booking["_id"])
+    await page.press("#checkin-code", "Enter")  # what a barcode scanner does
+    await page.wait_for_load_state("domcontentloaded")
+    assert "签到成功" in await page.locator(".flash").inner_text()
+    assert "已签到" in await page.locator(f"tr[data-booking='{booking['_id']}']").inner_text()
+    await screenshot(page, "day-list")
+    await page.fill("#checkin-code", booking["_id"])
+    await page.press("#checkin-code", "Enter")
+    await page.wait_for_load_state("domcontentloaded")
+    assert "已经签到过了" in await page.locator("#checkin-error").inner_text()
+    await page.fill("#checkin-code", "no-such-code")
+    await page.press("#checkin-code", "Enter")
+    await page.wait_for_load_state("domcontentloaded")
+    assert "找不到该预约号" in await page.locator("#checkin-error").inner_text()
+    stored = await db[BOOKINGS].find_one({"_id": booking["_id"]})
+    assert stored["status"] == t.CHECKED_IN
+    await page.goto(f"{base_url}/console/day?date={booking['date']}&print=1")
+    await page.emulate_media(media="print")
+    await screenshot(page, "day-list-print")
+
+
+async def test_another_institutions_booking_is_refused(page, base_url, db):
+    seeded = await seed(db, requests=1, centre=1)
+    await log_in(page, base_url, "clinic-other")
+    assert await page.locator("article.request").count() == 0  # the other hospital's requests are not listed
+    response = await page.goto(f"{base_url}/console/bookings/{seeded.requests[0]['_id']}")
+    assert response.status == 403
+    assert "没有权限" in await page.locator("h1").inner_text()
+    response = await page.goto(f"{base_url}/console/day")
+    assert response.status == 403  # a clinic role has no centre day list
+
+
+async def test_wrong_passwords_lock_the_login(page, base_url, db):
+    await seed(db, requests=0, centre=0)
+    for _ in range(4):
+        await log_in(page, base_url, "clinic", "wrong-password")
+        assert "用户名或密码错误" in await page.locator("#login-error").inner_text()
+    await log_in(page, base_url, "clinic", "wrong-password")
+    assert "暂时锁定" in await page.locator("#login-error").inner_text()
+    await log_in(page, base_url, "clinic")  # the right password, while locked
+    assert re.search("暂时锁定", await page.locator("#login-error").inner_text())
+    await screenshot(page, "login-locked")
+
+
+async def test_a_form_without_its_csrf_token_is_refused(page, base_url, db):
+    seeded = await seed(db, requests=1, centre=0)
+    await log_in(page, base_url, "clinic")
+    card = page.locator("article.request").first
+    await card.locator("form.reject-form input[name=_csrf]").evaluate("element => element.remove()")
+    await card.locator("select[name=preset]").select_option("需先到院完成首诊评估")
+    await card.locator("form.reject-form button").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "请求被拒绝" in await page.locator("h1").inner_text()
+    stored = await db[BOOKINGS].find_one({"_id": seeded.requests[0]["_id"]})
+    assert stored["status"] == t.REQUESTED
