@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.keys import READINESS
 from bot.notify import outbox
+from handlers.console.nurses import week_of
 from scheduling import transitions as t
 from scheduling.booking_base import BOOKINGS
 from tests.console_support import CHROMIUM, CHROMIUM_ARGS, log_in, require_chromium, screenshot, seed
@@ -179,3 +181,79 @@ async def test_a_form_without_its_csrf_token_is_refused(page, base_url, db):
     assert "请求被拒绝" in await page.locator("h1").inner_text()
     stored = await db[BOOKINGS].find_one({"_id": seeded.requests[0]["_id"]})
     assert stored["status"] == t.REQUESTED
+
+
+async def test_add_a_nurse_and_assign_them(page, base_url, db):
+    seeded = await seed(db, requests=1, centre=0)
+    await log_in(page, base_url, "clinic")
+    await page.goto(f"{base_url}/console/nurses")
+    form = page.locator("#nurse-form-new")
+    await form.locator("input[name=name]").fill("黄晓燕")
+    await form.locator("input[name=phone]").fill("1381234")  # too short: refused next to the form
+    await form.locator("select[name=title]").select_option("主管护师")
+    await form.locator("input[name=years_of_practice]").fill("9")
+    await form.locator("input[name=skills][value=老年护理]").check()
+    await form.locator("button[type=submit]").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "手机号" in await page.locator("#nurse-form-new .field-error").inner_text()
+    form = page.locator("#nurse-form-new")
+    await form.locator("input[name=phone]").fill("13812345678")
+    await form.locator("button[type=submit]").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "已添加护士 黄晓燕" in await page.locator(".flash").inner_text()
+    row = page.locator("tr[data-nurse]", has_text="黄晓燕")
+    assert "符合" in await row.inner_text()
+    await screenshot(page, "nurses")
+
+    await page.goto(f"{base_url}/console/workbench")
+    card = page.locator("article.request").first
+    option = card.locator("select[name=nurse_id] option", has_text="黄晓燕")
+    await card.locator("select[name=nurse_id]").select_option(value=await option.get_attribute("value"))
+    await card.locator("button.primary").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "黄晓燕" in await page.locator(".flash").inner_text()
+    stored = await db[BOOKINGS].find_one({"_id": seeded.requests[0]["_id"]})
+    assert stored["status"] == t.CONFIRMED and stored["nurse"]["name"] == "黄晓燕"
+    await page.goto(f"{base_url}/console/nurses")
+    first, last = week_of(datetime.now(UTC))
+    if first <= stored["start"] < last:  # the visit is three days ahead: this week, or the next
+        assert "1 次" in await page.locator("tr[data-nurse]", has_text="黄晓燕").inner_text()
+
+
+async def test_create_an_account_log_in_as_it_and_be_refused_elsewhere(page, base_url, db):
+    seeded = await seed(db, requests=1, centre=1)
+    await log_in(page, base_url, "boss")
+    await page.goto(f"{base_url}/console/accounts")
+    form = page.locator("#new-account")
+    await form.locator("input[name=username]").fill("zhou.min")
+    await form.locator("input[name=name]").fill("周敏")
+    await form.locator("select[name=role]").select_option("clinic_staff")
+    await form.locator("select[name=institution_id]").select_option("test-clinic-other")
+    await form.locator("input[name=password]").fill("short")
+    await form.locator("button[type=submit]").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "密码长度" in await page.locator(".field-error[data-field=password]").inner_text()
+    form = page.locator("#new-account")
+    await form.locator("input[name=password]").fill("Initial-pass-2026")
+    await form.locator("button[type=submit]").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "已创建账号 zhou.min" in await page.locator(".flash").inner_text()
+    await screenshot(page, "accounts")
+    await page.click("text=退出登录")
+    await page.wait_for_load_state("domcontentloaded")
+
+    await log_in(page, base_url, "zhou.min", "Initial-pass-2026")
+    assert page.url.endswith("/console/password")  # the initial password must be changed first
+    await page.fill("input[name=current]", "Initial-pass-2026")
+    await page.fill("input[name=new]", "My-own-pass-2026")
+    await page.fill("input[name=repeat]", "My-own-pass-2026")
+    await page.click("form[action='/console/password'] button")
+    await page.wait_for_load_state("domcontentloaded")
+    assert page.url.endswith("/console/workbench")
+    assert "另一家医院" in await page.locator(".who").inner_text()
+    response = await page.goto(f"{base_url}/console/bookings/{seeded.requests[0]['_id']}")
+    assert response.status == 403  # a booking of 测试医院
+    response = await page.goto(f"{base_url}/console/accounts")
+    assert response.status == 403  # admin only
+    response = await page.goto(f"{base_url}/console/day")
+    assert response.status == 403  # the centre's day list
