@@ -8,25 +8,34 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.app import create_app
+from bot.chat import handoff
 from bot.config import Settings
 from bot.keys import READINESS
 from bot.notify import outbox
+from bot.wechat.callback import CallbackCredentials
+from bot.wechat.simulator import Simulator
 from handlers.console.nurses import week_of
 from scheduling import transitions as t
 from scheduling.booking_base import BOOKINGS
 from tests.console_support import CHROMIUM, CHROMIUM_ARGS, log_in, require_chromium, screenshot, seed
 
 
-@pytest.fixture
-async def server(settings: Settings, db: Any) -> AsyncIterator[TestServer]:
+async def _start(settings: Settings) -> TestServer:
     app = create_app(settings, scheduler=False)
     test_server = TestServer(app, host="127.0.0.1")  # a free port
     await test_server.start_server()
     await app[READINESS].wait()
+    return test_server
+
+
+@pytest.fixture
+async def server(settings: Settings, db: Any) -> AsyncIterator[TestServer]:
+    test_server = await _start(settings)
     yield test_server
     await test_server.close()
 
@@ -257,3 +266,48 @@ async def test_create_an_account_log_in_as_it_and_be_refused_elsewhere(page, bas
     assert response.status == 403  # admin only
     response = await page.goto(f"{base_url}/console/day")
     assert response.status == 403  # the centre's day list
+
+
+async def test_a_residents_request_for_a_person_is_answered_from_the_console(page, settings, db, fake_wechat):
+    await seed(db, requests=0, centre=0)
+    wired = Settings(**{**settings.__dict__, "wechat_app_id": fake_wechat.app_id,
+                        "wechat_app_secret": fake_wechat.secret, "wechat_api_base": fake_wechat.base_url,
+                        "wechat_token": "console-test-token"})
+    test_server = await _start(wired)
+    base_url = str(test_server.make_url("")).rstrip("/")
+    openid = "resident-needs-help"
+    fake_wechat.open_window(openid)
+    try:
+        async with aiohttp.ClientSession() as http:
+            resident = Simulator(http, base_url + "/", CallbackCredentials.from_settings(wired), openid)
+            told = await resident.text("转人工")
+            assert "已转接人工客服" in told.content and "工作日" in told.content  # told at once, with the hours
+            relayed = await resident.text("我母亲的异地就医备案一直没通过，怎么办？")
+            assert relayed.content == handoff.RELAYED_REPLY  # not answered by the FAQ
+
+            await log_in(page, base_url, "desk")
+            await page.goto(f"{base_url}/console/handoffs")
+            row = page.locator("tr[data-handoff]").first
+            assert "异地就医备案" in await row.inner_text()
+            await row.locator("a").click()
+            await page.wait_for_load_state("domcontentloaded")
+            await page.click("text=接入并回复")
+            await page.wait_for_load_state("domcontentloaded")
+            await page.fill("#answer-form textarea", "您好，请带身份证到政务服务中心 3 号窗口补交材料。")
+            await page.click("#answer-form button")
+            await page.wait_for_load_state("domcontentloaded")
+            assert "微信客服消息" in await page.locator(".flash").inner_text()
+            sent = fake_wechat.sent_to(openid, "custom")
+            assert sent and "3 号窗口" in sent[-1]["text"]
+
+            later = await resident.text("好的，需要带户口本吗？")
+            assert later.kind == "empty"  # taken: the staff member answers, the bot stays quiet
+            await page.reload()
+            assert "需要带户口本吗" in await page.locator("#conversation").inner_text()
+            await screenshot(page, "handoff")
+            await page.click("text=结束人工服务")
+            await page.wait_for_load_state("domcontentloaded")
+            assert "已结束" in await page.locator(".flash").inner_text()
+            assert "本次人工服务已结束" in fake_wechat.sent_to(openid, "custom")[-1]["text"]
+    finally:
+        await test_server.close()
