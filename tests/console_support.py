@@ -30,7 +30,7 @@ from tests.booking_factories import (
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+                 "--disable-component-update", "--no-first-run", "--lang=zh-CN"]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
 PASSWORD = "console-test-password"
 ACCOUNTS = {

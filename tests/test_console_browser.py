@@ -311,3 +311,32 @@ async def test_a_residents_request_for_a_person_is_answered_from_the_console(pag
             assert "本次人工服务已结束" in fake_wechat.sent_to(openid, "custom")[-1]["text"]
     finally:
         await test_server.close()
+
+
+async def test_close_a_day_and_see_the_affected_bookings(page, base_url, db):
+    seeded = await seed(db, requests=0, centre=2)
+    day = seeded.centre[0]["date"]
+    await log_in(page, base_url, "desk")
+    await page.goto(f"{base_url}/console/calendar")
+    form = page.locator("#override-form")
+    await form.locator("input[name=date]").fill(day)
+    await form.locator("select[name=action]").select_option("close")
+    await form.locator("button[type=submit]").click()  # no reason: refused next to the form
+    await page.wait_for_load_state("domcontentloaded")
+    assert "原因" in await page.locator(".field-error[data-field=override]").inner_text()
+    form = page.locator("#override-form")
+    await form.locator("input[name=reason]").fill("系统升级停止服务")
+    await form.locator("button[type=submit]").click()
+    await page.wait_for_load_state("domcontentloaded")
+    assert "已设置" in await page.locator(".flash").inner_text()
+    affected = page.locator("#affected")
+    assert "仍有效的预约" in await affected.inner_text() and "系统升级停止服务" in await affected.inner_text()
+    assert await page.locator("table.affected tr[data-booking]").count() == 2
+    await screenshot(page, "calendar")
+    await page.click("#affected button.danger")  # asks first; the dialog handler accepts
+    await page.wait_for_load_state("domcontentloaded")
+    assert "已取消 2 个预约" in await page.locator(".flash").inner_text()
+    for booking in seeded.centre:
+        stored = await db[BOOKINGS].find_one({"_id": booking["_id"]})
+        assert stored["status"] == t.CANCELLED and "系统升级" in stored["status_reason"]
+    assert await db[outbox.COLLECTION].count_documents({"kind": "booking_cancelled"}) == 2

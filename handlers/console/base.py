@@ -43,6 +43,7 @@ NAV = (
     ("workbench", "护理工作台", "/console/workbench", (ADMIN, CLINIC, NURSE)),
     ("day", "当日名单", "/console/day", DESK_ROLES),
     ("bookings", "预约查询", "/console/bookings", OFFICE_ROLES),
+    ("calendar", "日历与停诊", "/console/calendar", OFFICE_ROLES),
     ("nurses", "护士", "/console/nurses", CLINIC_ROLES),
     ("handoffs", "人工咨询", "/console/handoffs", OFFICE_ROLES),
     ("accounts", "账号与登录日志", "/console/accounts", (ADMIN,)),
