@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import openpyxl
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -340,3 +341,29 @@ async def test_close_a_day_and_see_the_affected_bookings(page, base_url, db):
         stored = await db[BOOKINGS].find_one({"_id": booking["_id"]})
         assert stored["status"] == t.CANCELLED and "系统升级" in stored["status_reason"]
     assert await db[outbox.COLLECTION].count_documents({"kind": "booking_cancelled"}) == 2
+
+
+async def test_a_reports_excel_export_holds_the_rows_shown(page, base_url, db, tmp_path):
+    seeded = await seed(db, requests=3, centre=0)
+    await log_in(page, base_url, "clinic")
+    card = page.locator("article.request").first  # one confirmed, so two statuses show
+    option = await card.locator("select[name=nurse_id] option").first.get_attribute("value")
+    await card.locator("select[name=nurse_id]").select_option(value=option)
+    await card.locator("button.primary").click()
+    await page.wait_for_load_state("domcontentloaded")
+    await page.goto(f"{base_url}/console/reports?report=service")
+    assert await page.locator("svg.chart rect").count() == 2
+    shown = [await row.locator("td").all_inner_texts() for row in await page.locator("table.report tbody tr").all()]
+    assert sorted(shown) == [["更换导尿管", "已确认", "1"], ["更换导尿管", "待审核", "2"]]
+    await screenshot(page, "reports")
+    async with page.expect_download() as info:
+        await page.click("#export-xlsx")
+    download = await info.value
+    path = tmp_path / download.suggested_filename
+    await download.save_as(path)
+    assert path.suffix == ".xlsx" and "按服务事项与状态" in download.suggested_filename
+    sheet = openpyxl.load_workbook(path).active
+    values = [[str(cell) for cell in row] for row in sheet.iter_rows(min_row=3, values_only=True)]
+    assert values == shown
+    assert [c.value for c in sheet[2]] == ["服务事项", "状态", "预约数"]
+    assert seeded.requests

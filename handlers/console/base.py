@@ -44,6 +44,7 @@ NAV = (
     ("day", "当日名单", "/console/day", DESK_ROLES),
     ("bookings", "预约查询", "/console/bookings", OFFICE_ROLES),
     ("calendar", "日历与停诊", "/console/calendar", OFFICE_ROLES),
+    ("reports", "统计报表", "/console/reports", OFFICE_ROLES),
     ("nurses", "护士", "/console/nurses", CLINIC_ROLES),
     ("handoffs", "人工咨询", "/console/handoffs", OFFICE_ROLES),
     ("accounts", "账号与登录日志", "/console/accounts", (ADMIN,)),
@@ -168,7 +169,13 @@ def page(*roles: str, csrf: bool = True) -> Callable[[Page], Callable[[web.Reque
                     return await error_page(request, s, 403, "没有权限", exc.message)
                 if exc.status == 404:
                     return await error_page(request, s, 404, "找不到", exc.message)
+                return await error_page(request, s, exc.status, "无法完成", exc.message)
+            except web.HTTPException:
                 raise
+            except Exception:
+                log.exception("console page failed", extra={"path": request.path})
+                return await error_page(request, s, 500, "系统出错了",
+                                        "页面暂时无法显示，请稍后重试；如果一直出现，请联系信息科并告知出错时间。")
 
         return guarded
 
