@@ -7,11 +7,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers.console import accounts, auth, booking, calendar, daylist, handoffs, nurses, reports, workbench
+from handlers.console import (
+    accounts,
+    auth,
+    booking,
+    calendar,
+    daylist,
+    gaps,
+    handoffs,
+    nurses,
+    reports,
+    workbench,
+)
 from handlers.console.base import setup
 
 __all__ = ["routes", "setup"]
 
 routes = web.RouteTableDef()
-for _module in (auth, workbench, daylist, booking, nurses, accounts, handoffs, calendar, reports):
+for _module in (auth, workbench, daylist, booking, nurses, accounts, handoffs, calendar, reports, gaps):
     routes._items.extend(_module.routes)

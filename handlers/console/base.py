@@ -47,6 +47,7 @@ NAV = (
     ("reports", "统计报表", "/console/reports", OFFICE_ROLES),
     ("nurses", "护士", "/console/nurses", CLINIC_ROLES),
     ("handoffs", "人工咨询", "/console/handoffs", OFFICE_ROLES),
+    ("gaps", "问答缺口", "/console/gaps", OFFICE_ROLES),
     ("accounts", "账号与登录日志", "/console/accounts", (ADMIN,)),
 )
 
