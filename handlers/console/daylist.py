@@ -25,9 +25,13 @@ from scheduling.slots import today_local
 routes = web.RouteTableDef()
 
 
+PAGE = 200
+
+
 class DayQuery(BaseModel):
     date: dt.date | None = None
     status: str | None = Field(None, max_length=20)
+    page: int = Field(1, ge=1, le=1000)
 
 
 class CheckInForm(BaseModel):
@@ -49,7 +53,7 @@ async def _day(request: web.Request, s: ConsoleSession, *, code_error: str = "",
         return await render(request, "pick_institution.html", {
             "title": "选择机构", "institutions": await institutions.list_institutions(db, "centre"),
             "path": request.path}, s=s, active="day")
-    raw = {k: v for k, v in request.query.items() if v and k in ("date", "status")}
+    raw = {k: v for k, v in request.query.items() if v and k in ("date", "status", "page")}
     try:
         query = DayQuery.model_validate(raw)
     except Exception:
@@ -57,16 +61,15 @@ async def _day(request: web.Request, s: ConsoleSession, *, code_error: str = "",
     if query.status not in (None, *ALL_STATUSES):
         query.status = None
     day = (query.date or today_local()).isoformat()
-    found, total = await queries.day_list(db, institution_id, day, status=query.status)
-    counts: dict[str, int] = {}
-    for booking in found:
-        counts[booking["status"]] = counts.get(booking["status"], 0) + 1
+    found, total, counts = await queries.day_list(db, institution_id, day, status=query.status,
+                                                  skip=(query.page - 1) * PAGE, limit=PAGE)
     institution = await institutions.get_institution(db, institution_id)
     return await render(request, "day.html", {
         "title": "当日名单", "day": day, "groups": _group_by_slot(found), "total": total, "status": query.status or "",
         "statuses": ALL_STATUSES, "labels": t.STATUS_LABELS, "counts": counts, "code_error": code_error,
         "code": code, "now": datetime.now(UTC), "institution": institution or {}, "checked_in": checked_in,
-        "print_mode": request.query.get("print") == "1", "is_today": day == today_local().isoformat(),
+        "print_mode": request.query.get("print") == "1", "page": query.page,
+        "pages": max(1, -(-total // PAGE)), "is_today": day == today_local().isoformat(),
     }, s=s, status=status, active="day")
 
 

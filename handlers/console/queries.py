@@ -7,7 +7,7 @@ are here because that module is being changed in parallel."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -25,13 +25,16 @@ TODAY_VISIT_STATUSES = (t.CONFIRMED, t.ON_THE_WAY, t.IN_SERVICE, t.COMPLETED, t.
 
 async def pending_requests(db: AsyncDatabase, institution_id: str, *, service_id: str | None = None,
                            skip: int = 0, limit: int = PAGE_SIZE) -> tuple[list[dict[str, Any]], int]:
-    """Nursing requests awaiting review, the nearest review deadline first."""
+    """Nursing requests awaiting review, the nearest review deadline first: the order and the
+    count from a narrow query, then the page's requests in full."""
     query: dict[str, Any] = {"institution_id": institution_id, "status": t.REQUESTED}
     if service_id:
         query["service_id"] = service_id
-    found = await (db[BOOKINGS].find(query).sort([("review_deadline", ASCENDING), ("_id", ASCENDING)])
-                   .skip(skip).limit(limit).to_list(None))
-    return found, await db[BOOKINGS].count_documents(query)
+    keys = await db[BOOKINGS].find(query, {"_id": 1, "review_deadline": 1}).to_list(None)
+    keys.sort(key=lambda b: (b.get("review_deadline") or datetime.max.replace(tzinfo=UTC), b["_id"]))
+    ids = [b["_id"] for b in keys[skip:skip + limit]]
+    full = {b["_id"]: b for b in await db[BOOKINGS].find({"_id": {"$in": ids}}).to_list(None)} if ids else {}
+    return [full[i] for i in ids if i in full], len(keys)
 
 
 async def visits_of_day(db: AsyncDatabase, institution_id: str, day: str, nurse_id: str | None = None,
@@ -43,15 +46,23 @@ async def visits_of_day(db: AsyncDatabase, institution_id: str, day: str, nurse_
     return await db[BOOKINGS].find(query).sort("start", ASCENDING).to_list(500)
 
 
+DAY_FIELDS = {"_id": 1, "kind": 1, "status": 1, "start": 1, "end": 1, "date": 1, "service_name": 1, "openid": 1,
+              "note": 1, "created_at": 1}
+
+
 async def day_list(db: AsyncDatabase, institution_id: str, day: str, *, status: str | None = None,
-                   skip: int = 0, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
-    """A day's bookings by slot time."""
-    query: dict[str, Any] = {"institution_id": institution_id, "date": day}
+                   skip: int = 0, limit: int = 200) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+    """A day's bookings by slot time: one page, how many match, and the count per status of the
+    whole day. One query for all three (a day holds at most a few thousand bookings; on the
+    embedded database every extra scan of them costs more than sorting them here)."""
+    found = await db[BOOKINGS].find({"institution_id": institution_id, "date": day}, DAY_FIELDS).to_list(None)
+    counts: dict[str, int] = {}
+    for booking in found:
+        counts[booking["status"]] = counts.get(booking["status"], 0) + 1
     if status:
-        query["status"] = status
-    found = await (db[BOOKINGS].find(query, {"fingerprint": 0, "reminder_keys": 0})
-                   .sort([("start", ASCENDING), ("created_at", ASCENDING)]).skip(skip).limit(limit).to_list(None))
-    return found, await db[BOOKINGS].count_documents(query)
+        found = [b for b in found if b["status"] == status]
+    found.sort(key=lambda b: (b["start"], b["created_at"], b["_id"]))
+    return found[skip:skip + limit], len(found), counts
 
 
 async def search_bookings(db: AsyncDatabase, institution_id: str | None, *, status: str | None = None,
