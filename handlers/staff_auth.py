@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from bot.accounts import login_log, sessions, staff
-from bot.accounts.login import LoginRefusedError, sign_in
+from bot.accounts.login import LoginRefusedError, sign_in, wait_text
 from bot.endpoints import Api, Body, Query, QueryInt
 from bot.errors import ApiError
 from bot.keys import DB
@@ -32,8 +32,7 @@ def client_address(request: web.Request) -> str:
 
 
 def too_many_attempts(retry_after: int) -> ApiError:
-    minutes = max(1, round(retry_after / 60))
-    return ApiError(429, "too_many_login_attempts", f"登录失败次数过多，请约 {minutes} 分钟后再试",
+    return ApiError(429, "too_many_login_attempts", f"登录失败次数过多，请 {wait_text(retry_after)}后再试",
                     retry_after=retry_after)
 
 

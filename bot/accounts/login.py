@@ -19,6 +19,15 @@ class LoginRefusedError(Exception):
         self.retry_after = retry_after
 
 
+def wait_text(seconds: int) -> str:
+    """How long a locked login waits, as staff read it: 30 秒, 约 2 分钟, 约 1 小时."""
+    if seconds < 60:
+        return f"{max(1, seconds)} 秒"
+    if seconds < 3600:
+        return f"约 {round(seconds / 60)} 分钟"
+    return f"约 {round(seconds / 3600)} 小时"
+
+
 async def sign_in(db: AsyncDatabase, username: str, password: str, address: str, *,
                   channel: str = "api", now: datetime | None = None) -> staff.StaffMember:
     now = now or datetime.now(UTC)

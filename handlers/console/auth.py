@@ -10,7 +10,7 @@ import secrets
 from aiohttp import web
 
 from bot.accounts import staff
-from bot.accounts.login import LoginRefusedError, sign_in
+from bot.accounts.login import LoginRefusedError, sign_in, wait_text
 from bot.keys import DB
 from handlers.console import session as console_session
 from handlers.console.base import STATIC, home_for, page, redirect, render
@@ -73,8 +73,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         member = await sign_in(request.app[DB], username, password, client_address(request), channel="console")
     except LoginRefusedError as refused:
         if refused.retry_after:
-            minutes = max(1, round(refused.retry_after / 60))
-            return await _login_page(request, error=f"登录失败次数过多，账号已暂时锁定，请约 {minutes} 分钟后再试。",
+            wait = wait_text(refused.retry_after)
+            return await _login_page(request, error=f"登录失败次数过多，账号已暂时锁定，请 {wait}后再试。",
                                      username=username, status=429, next_path=next_path,
                                      retry_after=refused.retry_after)
         return await _login_page(request, error="用户名或密码错误", username=username, status=401,
