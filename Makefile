@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench venv clean
+.PHONY: serve test lint bench venv clean browser
+
+# The console's browser tests drive Debian's Chromium with a CJK font (Playwright's own browser
+# download does not work here). Installed only when missing; in CI (CI=true) a browser that
+# cannot be installed fails the run (the tests fail too, rather than skip).
+CHROMIUM ?= /usr/bin/chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,7 +28,19 @@ serve: $(STAMP)
 	$(BIN)/python -m bot seed-demo
 	exec $(BIN)/python -m bot serve
 
-test: $(STAMP)
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		echo "installing chromium and fonts-wqy-microhei for the console's browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei ) \
+		|| { if [ "$$CI" = "true" ]; then echo "chromium could not be installed" >&2; exit 1; \
+		     else echo "chromium could not be installed: the browser tests will be skipped" >&2; fi; }; \
+	elif ! fc-list 2>/dev/null | grep -qi wqy; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -qq fonts-wqy-microhei || [ "$$CI" != "true" ]; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 

@@ -136,6 +136,7 @@ def jobs() -> list[Job]:
 def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bool = True) -> web.Application:
     """``serve_requests=False`` (``python -m bot worker``): jobs only, without the FAQ index and chat."""
     from handlers import setup_routes  # handlers import bot modules; keep the import one-way
+    from handlers.console import setup as setup_console
 
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     middlewares.install(app)  # security headers; the JSON envelope for aiohttp's own parser errors
@@ -146,4 +147,5 @@ def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bo
     app.cleanup_ctx.append(functools.partial(database_context, steps=steps))
     app.cleanup_ctx.extend(capability_contexts(settings, scheduler=scheduler, serve_requests=serve_requests))
     setup_routes(app)
+    setup_console(app)  # Jinja2 templates of the staff console
     return app

@@ -13,6 +13,7 @@ from handlers import (
     auth,
     bookings,
     catalogue,
+    console,
     faq,
     health,
     inbox,
@@ -28,8 +29,7 @@ from handlers import (
 )
 
 MODULES = [health, auth, staff_auth, faq, catalogue, wechat, wechat_login, patients, bookings, staff_bookings,
-           settlement_webhook, settlements, inbox]
-MODULES += [visits, ratings]  # issue 16: home visits and ratings
+           settlement_webhook, settlements, inbox, visits, ratings, console]
 
 
 def setup_routes(app: web.Application) -> None:

@@ -1,23 +1,40 @@
-"""Staff login and the guard every staff endpoint uses (role and institution, checked on the server)."""
+"""Staff login and the guard every staff endpoint uses (role and institution, checked on the server).
+
+Login goes through ``bot.accounts.login.sign_in``: throttled per account and per address
+(exponential lock-out, shared by all instances), verified off the event loop, logged."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
-from bot.accounts import sessions, staff
-from bot.errors import ApiError, bad_request
+from bot.accounts import login_log, sessions, staff
+from bot.accounts.login import LoginRefusedError, sign_in, wait_text
+from bot.endpoints import Api, Body, Query, QueryInt
+from bot.errors import ApiError
 from bot.keys import DB
-from bot.openapi import BEARER, error_response, json_body
-from bot.web import json_response, read_json
+from bot.web import json_response
 from handlers.auth import bearer_token
 
-routes = web.RouteTableDef()
+api = Api("staff")
+routes = api.routes
 
 STAFF_SESSION_TTL = timedelta(hours=12)
 STAFF_UNAUTHORIZED = ApiError(401, "unauthorized", "请先以工作人员身份登录")
 FORBIDDEN = ApiError(403, "forbidden", "没有权限执行此操作")
+
+
+def client_address(request: web.Request) -> str:
+    """The peer address (a proxy in front is expected to be the only peer; see README "Security")."""
+    return request.remote or "unknown"
+
+
+def too_many_attempts(retry_after: int) -> ApiError:
+    return ApiError(429, "too_many_login_attempts", f"登录失败次数过多，请 {wait_text(retry_after)}后再试",
+                    retry_after=retry_after)
 
 
 async def current_staff(request: web.Request, *roles: str) -> staff.StaffMember:
@@ -39,59 +56,82 @@ def require_institution(member: staff.StaffMember, institution_id: str) -> None:
         raise FORBIDDEN
 
 
-@routes.post("/api/v1/staff/login")
-async def login(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    username, password = body.get("username"), body.get("password")
-    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
-        raise bad_request("invalid_credentials_format", "请填写用户名和密码")
+class Credentials(Body):
+    username: str = Field(min_length=1, max_length=64, title="用户名")
+    password: str = Field(min_length=1, max_length=256, title="密码", json_schema_extra={"format": "password"})
+
+
+class SignedIn(BaseModel):
+    token: str
+    expires_at: datetime
+    username: str
+    role: str = Field(json_schema_extra={"enum": list(staff.ROLES)})
+    institution_id: str | None
+    name: str
+    nurse: dict[str, Any] | None = Field(description="护士账号对应的护士（id、name、title、qualified）")
+    must_change_password: bool = Field(description="管理员重置密码后为 true：请先修改密码")
+
+
+class Ok(BaseModel):
+    ok: bool
+
+
+@api.post("/api/v1/staff/login", summary="工作人员登录（按账号和来源地址限制失败次数，超过后指数延长锁定）",
+          body=Credentials, response=SignedIn, invalid_code="invalid_credentials_format",
+          errors={401: "用户名或密码错误", 429: "失败次数过多，已暂时锁定（响应头 Retry-After 为秒数）",
+                  503: "登录请求过多，请稍后再试"})
+async def login(request: web.Request, body: Credentials) -> web.Response:
     db = request.app[DB]
-    member = await staff.authenticate(db, username[:64], password[:256])
-    if member is None:
-        raise ApiError(401, "invalid_credentials", "用户名或密码错误")
+    try:
+        member = await sign_in(db, body.username, body.password, client_address(request))
+    except LoginRefusedError as refused:
+        if refused.retry_after:
+            error = too_many_attempts(refused.retry_after)
+            return json_response(error.body(), status=429, headers={"Retry-After": str(refused.retry_after)})
+        raise ApiError(401, "invalid_credentials", "用户名或密码错误") from None
     token, expires_at = await sessions.issue(db, sessions.STAFF, member.username, STAFF_SESSION_TTL)
     from handlers.staff_bookings import staff_identity  # the nurse record of a nurse account
 
     identity = await staff_identity(db, member)
-    return json_response({"token": token, "expires_at": expires_at, "username": member.username,
-                          "role": member.role, "institution_id": member.institution_id, "name": member.name,
-                          "nurse": identity["nurse"]})
+    return SignedIn(token=token, expires_at=expires_at, username=member.username, role=member.role,
+                    institution_id=member.institution_id, name=member.name, nurse=identity["nurse"],
+                    must_change_password=member.must_change_password)
 
 
-@routes.post("/api/v1/staff/logout")
+@api.post("/api/v1/staff/logout", summary="工作人员退出登录", response=Ok, auth=True)
 async def logout(request: web.Request) -> web.Response:
     await current_staff(request)
     await sessions.revoke(request.app[DB], bearer_token(request) or "")
-    return json_response({"ok": True})
+    return Ok(ok=True)
 
 
-OPENAPI = {
-    "paths": {
-        "/api/v1/staff/login": {
-            "post": {
-                "summary": "工作人员登录",
-                "tags": ["staff"],
-                "requestBody": json_body({"type": "object", "required": ["username", "password"],
-                                          "properties": {"username": {"type": "string"},
-                                                         "password": {"type": "string", "format": "password"}}}),
-                "responses": {
-                    "200": json_body({"type": "object", "properties": {
-                        "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
-                        "username": {"type": "string"}, "role": {"type": "string", "enum": list(staff.ROLES)},
-                        "institution_id": {"type": "string", "nullable": True}, "name": {"type": "string"},
-                        "nurse": {"type": "object", "nullable": True, "description": "护士账号对应的护士",
-                                  "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-                                                 "title": {"type": "string"}, "qualified": {"type": "boolean"}}}}},
-                        "已登录"),
-                    "400": error_response("缺少用户名或密码"),
-                    "401": error_response("用户名或密码错误"),
-                },
-            }
-        },
-        "/api/v1/staff/logout": {
-            "post": {"summary": "工作人员退出登录", "tags": ["staff"], "security": BEARER,
-                     "responses": {"200": json_body({"type": "object"}, "已退出"),
-                                   "401": error_response("未登录")}}
-        },
-    }
-}
+class LoginLogQuery(Query):
+    username: str | None = Field(None, max_length=64, description="只看该用户名")
+    outcome: str | None = Field(None, json_schema_extra={"enum": list(login_log.OUTCOME_LABELS)})
+    skip: QueryInt = Field(0, ge=0, le=100_000)
+    limit: QueryInt = Field(50, ge=1, le=200)
+
+
+class LoginLogEntry(BaseModel):
+    username: str
+    address: str
+    outcome: str
+    channel: str
+    at: datetime
+
+
+class LoginLog(BaseModel):
+    entries: list[LoginLogEntry]
+    total: int
+
+
+@api.get("/api/v1/staff/login-log", summary="登录日志（管理员看全部，其他工作人员只看自己的）",
+         query=LoginLogQuery, response=LoginLog, auth=True)
+async def get_login_log(request: web.Request, query: LoginLogQuery) -> LoginLog:
+    member = await current_staff(request)
+    username = query.username if member.role == staff.ADMIN else member.username
+    found, total = await login_log.entries(request.app[DB], username=username, outcome=query.outcome,
+                                           skip=query.skip, limit=query.limit)
+    return LoginLog(entries=[LoginLogEntry(**{k: e.get(k, "") for k in ("username", "address", "outcome",
+                                                                       "channel", "at")}) for e in found],
+                    total=total)

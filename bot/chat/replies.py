@@ -10,7 +10,8 @@ from __future__ import annotations
 import html
 import logging
 
-from bot.chat.router import TRANSFER, ChatContext, Reply
+from bot.chat import handoff
+from bot.chat.router import ChatContext, Reply
 from bot.config import Settings
 from bot.notify import grants
 
@@ -86,7 +87,36 @@ async def settlement(ctx: ChatContext) -> Reply:
 
 
 async def transfer_to_agent(ctx: ChatContext) -> Reply:
-    return TRANSFER
+    """转人工: queue the resident for a person on the staff console (``bot.chat.handoff``) and tell
+    them at once who will answer and when. Their next messages go to that queue until it is closed."""
+    written = (getattr(ctx.message, "content", None) or ctx.text or "人工").strip()
+    current, new = await handoff.request_person(ctx.db, ctx.openid, written)
+    if new:
+        return handoff.REQUESTED_REPLY
+    return handoff.STILL_WAITING_REPLY if current["status"] == handoff.WAITING else handoff.TAKEN_REPLY
+
+
+async def in_handoff(ctx: ChatContext) -> bool:
+    return await handoff.open_for(ctx.db, ctx.openid) is not None
+
+
+async def relay_to_agent(ctx: ChatContext) -> Reply:
+    """A message of a resident whose request for a person is open: it goes to the staff member."""
+    text = ctx.text or ""  # normalised, for matching; staff read what the resident wrote
+    written = (getattr(ctx.message, "content", None) or getattr(ctx.message, "recognition", None) or text).strip()
+    if handoff.END_PATTERN.match(text):
+        current = await handoff.open_for(ctx.db, ctx.openid)
+        if current is not None:
+            try:
+                await handoff.close(ctx.db, None, current["_id"], "resident", by_resident=True)
+            except handoff.HandoffError:
+                pass
+        return handoff.ENDED_REPLY
+    current = await handoff.relay(ctx.db, ctx.openid, written)
+    if current is None:
+        return None
+    # while nobody has taken it, acknowledge; once a person is on it, they answer themselves
+    return handoff.RELAYED_REPLY if current["status"] == handoff.WAITING else None
 
 
 async def ask_to_type(ctx: ChatContext) -> Reply:

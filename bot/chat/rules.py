@@ -42,6 +42,8 @@ NUMBER_PATTERN = r"^(\d{1,2})$"
 
 FIRST_RULES: list[Rule] = [
     on_text(TRANSFER_PATTERN, replies.transfer_to_agent, name="transfer to a person"),
+    # a resident whose request for a person is open talks to that person, not to the FAQ
+    on_kind("text", replies.relay_to_agent, when=replies.in_handoff, name="talking to a person"),
 ]
 
 BUILTIN_RULES: list[Rule] = [
