@@ -36,13 +36,19 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from knowledge.corpus import EVAL_HALVES, load_eval
+    from knowledge.corpus import EVAL_HALVES, EVAL_SETS, load_eval
     from knowledge.engine import Engine
     from knowledge.evaluate import evaluate, format_report
 
     engine = Engine.build()
     halves = EVAL_HALVES if args.half == "all" else (args.half,)
-    reports = [evaluate(engine, load_eval(half), half) for half in halves]
+    sets = EVAL_SETS if args.set == "all" else (args.set,)
+    reports = []
+    for half in halves:
+        for name in sets:
+            reports.append(evaluate(engine, load_eval(half, eval_set=name), f"{half}/{name}"))
+        if len(sets) > 1:
+            reports.append(evaluate(engine, load_eval(half, eval_set="all"), f"{half}/both"))
     if args.json:
         _print({report.name: report.metrics() for report in reports})
     else:
@@ -84,6 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     explain.set_defaults(func=_explain)
     evaluation = commands.add_parser("eval", help="在评测集（dev 与 test）上计算准确率等指标")
     evaluation.add_argument("--half", choices=["all", "dev", "test"], default="all")
+    evaluation.add_argument("--set", choices=["all", "old", "fresh"], default="all",
+                            help="评测集：old（与语料同时编写）、fresh（第二轮新写）或两者")
     evaluation.add_argument("--failures", action="store_true", help="列出答错或未拒答的问题")
     evaluation.add_argument("--json", action="store_true", help="以 JSON 输出指标")
     evaluation.set_defaults(func=_eval)
