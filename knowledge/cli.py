@@ -72,10 +72,16 @@ def _lint(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _tune(args: argparse.Namespace, settings: Settings) -> int:
-    from knowledge.tuning import tune
+    if args.grid:
+        from knowledge.tuning import tune
 
-    for line in tune():
-        print(line)
+        lines = tune()
+    else:
+        from knowledge.train import train
+
+        lines = train(write=not args.dry_run)
+    for line in lines:
+        print(line, flush=True)
     return 0
 
 
@@ -97,5 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluation.set_defaults(func=_eval)
     check = commands.add_parser("lint", help="检查语料与评测集，有问题时以非零状态退出")
     check.set_defaults(func=_lint)
-    tune = commands.add_parser("tune", help="只在 dev 集上搜索检索参数与阈值（输出候选，不修改代码）")
+    tune = commands.add_parser("tune", help="只在 dev 集上训练置信度模型与阈值，写入 knowledge/data/calibration.json")
+    tune.add_argument("--dry-run", action="store_true", help="只输出结果，不写文件")
+    tune.add_argument("--grid", action="store_true", help="改为搜索检索参数（第一轮的网格搜索，约 3 分钟，不写文件）")
     tune.set_defaults(func=_tune)

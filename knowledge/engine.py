@@ -274,11 +274,8 @@ class Engine:
     def lookup(self, question: str, k: int = 10) -> Lookup:
         """The ranking, its best ``CANDIDATES`` reordered by calibrated probability (which ``probabilities``
         holds, best first)."""
-        analysis = self.analyse(question)
-        result = self.index.search(analysis.words, analysis.chars, k)
-        entries = self.corpus.entries
-        ranked = [Ranked(entries[position], score) for position, score in result.ranked]
-        found = Lookup(ranked, result, analysis)
+        found = self.retrieve(question, k)
+        ranked, result, analysis = found.ranked, found.result, found.analysis
         if not ranked:
             return found
         model = self.model
@@ -286,6 +283,13 @@ class Engine:
                         key=lambda pair: (-pair[0], pair[1]))
         head = [ranked[i] for _, i in scored]
         return Lookup(head + ranked[len(head):], result, analysis, [p for p, _ in scored])
+
+    def retrieve(self, question: str, k: int = 10) -> Lookup:
+        """The ranking by fused score alone (no calibration)."""
+        analysis = self.analyse(question)
+        result = self.index.search(analysis.words, analysis.chars, k)
+        entries = self.corpus.entries
+        return Lookup([Ranked(entries[position], score) for position, score in result.ranked], result, analysis)
 
     def referral_named(self, analysis: Analysis) -> OutOfScope | None:
         """The neighbouring service whose keyword the question contains, if any."""
