@@ -44,6 +44,7 @@ RELATED = 3
 # this fraction of the best one, those whose canonical question asks what something is ("什么是…",
 # "…是什么") are suggested first. Only the order of suggestions changes, never a decision.
 OVERVIEW_WINDOW = 0.1
+BARE_TOPIC_FLOOR = 0.02  # a bare topic is clarified, not declined, down to this probability
 _WHAT_IS = {("什么", "是"), ("是", "什么"), ("是", "啥")}
 
 FALLBACK_MESSAGE = ("抱歉，这个问题我暂时还答不上来。您可以换个说法再问一次，或转人工服务，"
@@ -383,7 +384,8 @@ class Engine:
                           suggestions=[_suggestion(item.entry) for item in offered[:RELATED]]), ranked
         if named is not None:
             return referred(named, score, confidence), ranked
-        if p >= thresholds.clarify:
+        # a bare topic ("医保", "两病") names a subject: a list of its entries is the useful reply
+        if p >= thresholds.clarify or (analysis.bare_topic and p >= BARE_TOPIC_FLOOR):
             if analysis.bare_topic and {w for w in analysis.words if w.startswith("@")} <= {"@what"}:
                 ranked = self._overviews_first(ranked)
             return Answer(answered=False, score=score, message=SUGGEST_MESSAGE, kind="clarify", confidence=confidence,

@@ -36,7 +36,7 @@ import numpy as np
 from knowledge import calibration
 from knowledge.calibration import CANDIDATES, FEATURES, Model, Thresholds
 from knowledge.corpus import DATA_DIR, Corpus, EvalItem, load_corpus, load_eval
-from knowledge.engine import DEFAULT_PARAMS, Engine
+from knowledge.engine import BARE_TOPIC_FLOOR, DEFAULT_PARAMS, Engine
 from knowledge.evaluate import short_keyword
 
 DEV_WEIGHT = 2.0
@@ -55,6 +55,7 @@ class Question:
     forced: str | None  # "decline"/"refer" when the out-of-scope rule decides, else None
     named: bool  # names a neighbouring service (refer instead of clarify or decline)
     one_character: bool
+    bare_topic: bool
     short: bool  # a bare keyword of at most four characters
     dev: bool
 
@@ -70,7 +71,7 @@ def _question(engine: Engine, item: EvalItem, dev: bool) -> Question | None:
         forced = "refer" if topic.refer else "decline"
     return Question(item.faq_id, [r.entry.id for r in ranked], engine.features(found) if ranked else [], forced,
                     engine.referral_named(found.analysis) is not None, found.analysis.one_character,
-                    short_keyword(item.q), dev)
+                    found.analysis.bare_topic, short_keyword(item.q), dev)
 
 
 def _fold(corpus: Corpus, fold: int) -> tuple[Corpus, list[EvalItem]]:
@@ -134,7 +135,8 @@ def replay(q: Question, p: list[float], t: Thresholds) -> tuple[str, str | None]
         return "answer", first
     if q.named:
         return "refer", None
-    return ("clarify", first) if best >= t.clarify else ("decline", None)
+    clarify = best >= t.clarify or (q.bare_topic and best >= BARE_TOPIC_FLOOR)
+    return ("clarify", first) if clarify else ("decline", None)
 
 
 def score(qs: list[Question], probabilities: list[list[float]], t: Thresholds) -> dict[str, float]:
