@@ -44,6 +44,7 @@ RELATED = 3
 # this fraction of the best one, those whose canonical question asks what something is ("什么是…",
 # "…是什么") are suggested first. Only the order of suggestions changes, never a decision.
 OVERVIEW_WINDOW = 0.1
+TIE = 0.02  # two candidates this close in probability are indistinguishable: never answer one of them
 BARE_TOPIC_FLOOR = 0.02  # a bare topic is clarified, not declined, down to this probability
 _WHAT_IS = {("什么", "是"), ("是", "什么"), ("是", "啥")}
 
@@ -84,8 +85,12 @@ class Answer:
     suggestions: list[dict[str, str]] = field(default_factory=list)
     reason: str | None = None  # input that is not a question (empty, too_long, no_content, greeting …), or refer
     message: str | None = None  # what to say besides an answer: the fallback, "您是不是想问：", a referral …
-    kind: str = "decline"  # answer | clarify | refer | decline
+    kind: str = ""  # answer | clarify | refer | decline (when not given: from answered and suggestions)
     confidence: float = 0.0  # calibrated probability that the first entry offered is the one asked about
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = "answer" if self.answered else ("clarify" if self.suggestions else "decline")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -368,7 +373,8 @@ class Engine:
                 return referred(topic, score, confidence), ranked
             return declined(score=score, confidence=confidence), ranked
         thresholds = self.model.thresholds
-        if p >= thresholds.answer and not analysis.one_character:
+        tied = len(found.probabilities) > 1 and found.probabilities[1] >= p - TIE
+        if p >= thresholds.answer and not analysis.one_character and not tied:
             siblings = [item for item, q in zip(ranked[1:], found.probabilities[1:], strict=False)
                         if q >= thresholds.sibling]
             if siblings:

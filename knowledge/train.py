@@ -36,7 +36,7 @@ import numpy as np
 from knowledge import calibration
 from knowledge.calibration import CANDIDATES, FEATURES, Model, Thresholds
 from knowledge.corpus import DATA_DIR, Corpus, EvalItem, load_corpus, load_eval
-from knowledge.engine import BARE_TOPIC_FLOOR, DEFAULT_PARAMS, Engine
+from knowledge.engine import BARE_TOPIC_FLOOR, DEFAULT_PARAMS, TIE, Engine
 from knowledge.evaluate import short_keyword
 
 DEV_WEIGHT = 2.0
@@ -131,7 +131,8 @@ def replay(q: Question, p: list[float], t: Thresholds) -> tuple[str, str | None]
     order = sorted(range(len(p)), key=lambda i: (-p[i], i))
     best = p[order[0]]
     first = q.ids[order[0]]
-    if best >= t.answer and not q.one_character:
+    tied = len(order) > 1 and p[order[1]] >= best - TIE
+    if best >= t.answer and not q.one_character and not tied:
         return "answer", first
     if q.named:
         return "refer", None
