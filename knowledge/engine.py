@@ -45,7 +45,7 @@ RELATED = 3
 # "…是什么") are suggested first. Only the order of suggestions changes, never a decision.
 OVERVIEW_WINDOW = 0.1
 TIE = 0.02  # two candidates this close in probability are indistinguishable: never answer one of them
-BARE_TOPIC_FLOOR = 0.02  # a bare topic is clarified, not declined, down to this probability
+BARE_TOPIC_FLOOR = 0.2  # a bare topic is clarified, not declined, down to this probability
 _WHAT_IS = {("什么", "是"), ("是", "什么"), ("是", "啥")}
 
 FALLBACK_MESSAGE = ("抱歉，这个问题我暂时还答不上来。您可以换个说法再问一次，或转人工服务，"
