@@ -373,8 +373,11 @@ class Engine:
                 return referred(topic, score, confidence), ranked
             return declined(score=score, confidence=confidence), ranked
         thresholds = self.model.thresholds
-        tied = len(found.probabilities) > 1 and found.probabilities[1] >= p - TIE
-        if p >= thresholds.answer and not analysis.one_character and not tied:
+        second = found.probabilities[1] if len(found.probabilities) > 1 else 0.0
+        tied = second >= p - TIE
+        # a bare topic ("共济") with another plausible entry names a subject, not one question: a list
+        subject = analysis.bare_topic and second >= thresholds.sibling
+        if p >= thresholds.answer and not analysis.one_character and not tied and not subject:
             siblings = [item for item, q in zip(ranked[1:], found.probabilities[1:], strict=False)
                         if q >= thresholds.sibling]
             if siblings:

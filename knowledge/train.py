@@ -136,8 +136,10 @@ def replay(q: Question, p: list[float], t: Thresholds) -> tuple[str, str | None]
     order = sorted(range(len(p)), key=lambda i: (-p[i], i))
     best = p[order[0]]
     first = q.ids[order[0]]
-    tied = len(order) > 1 and p[order[1]] >= best - TIE
-    if best >= t.answer and not q.one_character and not tied:
+    second = p[order[1]] if len(order) > 1 else 0.0
+    tied = second >= best - TIE
+    subject = q.bare_topic and second >= t.sibling
+    if best >= t.answer and not q.one_character and not tied and not subject:
         return "answer", first
     if q.named:
         return "refer", None
