@@ -75,3 +75,12 @@ async def test_a_bare_yes_after_a_numbered_list_asks_for_the_number(bot) -> None
     if "1." not in reply:
         pytest.skip("no numbered follow-ups for this answer")
     assert "请回复数字" in (await bot.text("好的")).content
+
+
+async def test_a_neighbouring_service_is_referred_not_declined(bot, db) -> None:
+    reply = (await bot.text("住房公积金怎么提取出来")).content
+    assert "12329" in reply and "答不上来" not in reply
+    reply = (await bot.text("养老金每个月啥时候发")).content
+    assert "12333" in reply
+    await asyncio.sleep(0.2)
+    assert await db[GAPS].count_documents({}) == 0  # a referral is not a knowledge gap
