@@ -189,6 +189,11 @@ class Engine:
         segment.add_words([*corpus.userdict, *((word, None) for word in self.synonyms.canonical_words())])
         self._documents = empty_documents()
         overviews: set[str] = set()
+        # per entry, for the calibration model's features: the question types of its canonical question,
+        # the content words of all its texts, and its keywords as rewritten text
+        self._types: dict[str, frozenset[str]] = {}
+        self._vocab: dict[str, frozenset[str]] = {}
+        self._keywords: dict[str, tuple[str, ...]] = {}
         for position, entry in enumerate(corpus.entries):
             phrasings = [self._tokens_of(text) for text in (entry.question, *entry.paraphrases)]
             if any(pair in _WHAT_IS for pair in itertools.pairwise(phrasings[0])):
@@ -197,25 +202,19 @@ class Engine:
             for parts in [*([tokens] for tokens in phrasings), [phrasings[0], keywords]]:
                 self._add(self._documents["question"], position, parts)
             self._add(self._documents["entry"], position, [*phrasings, keywords])
-            self._add(self._documents["answer"], position, [self._tokens_of(entry.answer)])
+            answer_tokens = self._tokens_of(entry.answer)
+            self._add(self._documents["answer"], position, [answer_tokens])
+            self._types[entry.id] = frozenset(segment.INTENT_MARKERS[t] for t in phrasings[0]
+                                              if t in segment.INTENT_MARKERS)
+            self._vocab[entry.id] = frozenset(t for tokens in (*phrasings, keywords, answer_tokens) for t in tokens
+                                              if t not in segment.STOP_WORDS)
+            self._keywords[entry.id] = tuple(k for k in ("".join(self._tokens_of(w)) for w in entry.keywords) if k)
         first = len(corpus.entries)
         for offset, topic in enumerate(corpus.out_of_scope):
             for example in topic.examples:
                 self._add(self._documents["question"], first + offset, [self._tokens_of(example)])
         self.overviews = frozenset(overviews)  # entries whose canonical question asks what something is
         self.model: Model = model if model is not None else calibration.load(_model_path(corpus))
-        # per entry, for the model's features: the question types of its canonical question, the content
-        # words of all its texts, and its keywords as rewritten text
-        self._types: dict[str, frozenset[str]] = {}
-        self._vocab: dict[str, frozenset[str]] = {}
-        self._keywords: dict[str, tuple[str, ...]] = {}
-        for entry in corpus.entries:
-            tokens = self._tokens_of(entry.question)
-            self._types[entry.id] = frozenset(segment.INTENT_MARKERS[t] for t in tokens if t in segment.INTENT_MARKERS)
-            words = {t for text in (entry.question, *entry.paraphrases, *entry.keywords, entry.answer)
-                     for t in self._tokens_of(text) if t not in segment.STOP_WORDS}
-            self._vocab[entry.id] = frozenset(words)
-            self._keywords[entry.id] = tuple(k for k in ("".join(self._tokens_of(w)) for w in entry.keywords) if k)
         self.referrals = [(topic, tuple(k for k in ("".join(self._tokens_of(w)) for w in topic.keywords) if k))
                           for topic in corpus.out_of_scope if topic.refer]
         self.index = self._new_index(params)
