@@ -7,7 +7,9 @@ answers join token runs of three real answer sentences, so term frequencies look
 corpus's, only scaled, and no text repeats. Queries are the labelled evaluation questions (dev and
 test), i.e. real residents' wording.
 
-Run: ``.venv/bin/python bench/faq.py`` (about a minute and a half on two cores). Prints p50/p99 per
+Run: ``.venv/bin/python bench/faq.py`` (about a minute and a half on two cores; ``--real-only`` skips
+the synthetic corpora). ``answer()`` includes the calibrated confidence (the model's coefficients applied
+to each of the best five candidates in plain Python). Prints p50/p99 per
 corpus size, how latency grows against corpus size (an index grows sub-linearly; a scan would grow
 10x per 10x), build time, index size and resident memory.
 """
@@ -105,8 +107,8 @@ def main() -> None:
     start = time.perf_counter()
     segment.initialise()
     print(f"jieba.initialize(): {time.perf_counter() - start:.2f} s, RSS {rss_mib()[0]:.0f} MiB")
-    questions = [item.q for half in EVAL_HALVES for item in load_eval(half)]
-    print(f"queries: {len(questions)} evaluation questions (dev + test)")
+    questions = [item.q for half in EVAL_HALVES for item in load_eval(half, eval_set="all")]
+    print(f"queries: {len(questions)} evaluation questions (dev + test, old and fresh sets)")
 
     start = time.perf_counter()
     real = load_corpus()
@@ -114,8 +116,21 @@ def main() -> None:
     build = time.perf_counter() - start
     medians = {len(real.entries): report("real corpus", len(real.entries), engine, build,
                                          latencies(engine, questions, rounds=10))}
+    # what the calibrated decision adds: answer() against retrieval alone, interleaved so machine load
+    # affects both alike
+    answer_cpu, retrieve_cpu = [], []
+    for question in questions * 3:
+        start = time.thread_time_ns()
+        engine.answer(question)
+        middle = time.thread_time_ns()
+        engine.retrieve(question)
+        answer_cpu.append((middle - start) / 1e6)
+        retrieve_cpu.append((time.thread_time_ns() - middle) / 1e6)
+    print(f"{'':<16} CPU p50 answer() {quantile(answer_cpu, 0.5):.3f} ms vs retrieval alone "
+          f"{quantile(retrieve_cpu, 0.5):.3f} ms (features, model and decision: "
+          f"{quantile(answer_cpu, 0.5) - quantile(retrieve_cpu, 0.5):+.3f} ms)")
     rng = random.Random(SEED)
-    for size in SIZES:
+    for size in () if "--real-only" in sys.argv else SIZES:
         engine = None
         gc.collect()
         corpus = synthetic_corpus(real, size, rng)

@@ -36,13 +36,19 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from knowledge.corpus import EVAL_HALVES, load_eval
+    from knowledge.corpus import EVAL_HALVES, EVAL_SETS, load_eval
     from knowledge.engine import Engine
     from knowledge.evaluate import evaluate, format_report
 
     engine = Engine.build()
     halves = EVAL_HALVES if args.half == "all" else (args.half,)
-    reports = [evaluate(engine, load_eval(half), half) for half in halves]
+    sets = EVAL_SETS if args.set == "all" else (args.set,)
+    reports = []
+    for half in halves:
+        for name in sets:
+            reports.append(evaluate(engine, load_eval(half, eval_set=name), f"{half}/{name}"))
+        if len(sets) > 1:
+            reports.append(evaluate(engine, load_eval(half, eval_set="all"), f"{half}/both"))
     if args.json:
         _print({report.name: report.metrics() for report in reports})
     else:
@@ -66,10 +72,16 @@ def _lint(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _tune(args: argparse.Namespace, settings: Settings) -> int:
-    from knowledge.tuning import tune
+    if args.grid:
+        from knowledge.tuning import tune
 
-    for line in tune():
-        print(line)
+        lines = tune()
+    else:
+        from knowledge.train import train
+
+        lines = train(write=not args.dry_run)
+    for line in lines:
+        print(line, flush=True)
     return 0
 
 
@@ -84,10 +96,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     explain.set_defaults(func=_explain)
     evaluation = commands.add_parser("eval", help="在评测集（dev 与 test）上计算准确率等指标")
     evaluation.add_argument("--half", choices=["all", "dev", "test"], default="all")
+    evaluation.add_argument("--set", choices=["all", "old", "fresh"], default="all",
+                            help="评测集：old（与语料同时编写）、fresh（第二轮新写）或两者")
     evaluation.add_argument("--failures", action="store_true", help="列出答错或未拒答的问题")
     evaluation.add_argument("--json", action="store_true", help="以 JSON 输出指标")
     evaluation.set_defaults(func=_eval)
     check = commands.add_parser("lint", help="检查语料与评测集，有问题时以非零状态退出")
     check.set_defaults(func=_lint)
-    tune = commands.add_parser("tune", help="只在 dev 集上搜索检索参数与阈值（输出候选，不修改代码）")
+    tune = commands.add_parser("tune", help="只在 dev 集上训练置信度模型与阈值，写入 knowledge/data/calibration.json")
+    tune.add_argument("--dry-run", action="store_true", help="只输出结果，不写文件")
+    tune.add_argument("--grid", action="store_true", help="改为搜索检索参数（第一轮的网格搜索，约 3 分钟，不写文件）")
     tune.set_defaults(func=_tune)

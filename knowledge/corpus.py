@@ -26,6 +26,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
 EVAL_DIR = PACKAGE_DIR / "eval"
 EVAL_HALVES = ("dev", "test")
+# Evaluation sets: "old" (written with the corpus, issue 3: eval/dev.yaml, eval/test.yaml) and "fresh"
+# (issue 13, from other angles: eval/fresh-dev.yaml, eval/fresh-test.yaml). Both are split into halves.
+EVAL_SETS = ("old", "fresh")
 REQUIRED_FIELDS = ("id", "category", "question", "paraphrases", "answer", "keywords", "source", "updated")
 
 
@@ -57,6 +60,10 @@ class OutOfScope:
 
     topic: str
     examples: tuple[str, ...]
+    # A neighbouring service's topic: instead of declining, the reply ``refer`` names its hotline and
+    # channel; ``keywords`` also refer a question the FAQ cannot answer confidently ("公积金", "失业金").
+    refer: str = ""
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class Corpus:
     userdict: tuple[tuple[str, int | None], ...]
     fingerprint: str
     out_of_scope: tuple[OutOfScope, ...] = ()
+    data_dir: str = ""  # where it was read from
     by_id: dict[str, Entry] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -190,7 +198,8 @@ def load_out_of_scope(data_dir: Path = DATA_DIR) -> tuple[OutOfScope, ...]:
         return ()
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise CorpusError("out_of_scope.yaml：应为 {topic, examples} 的列表")
-    return tuple(OutOfScope(_text(item.get("topic")), _texts(item.get("examples"))) for item in data)
+    return tuple(OutOfScope(_text(item.get("topic")), _texts(item.get("examples")), _text(item.get("refer")),
+                            _texts(item.get("keywords"))) for item in data)
 
 
 def load_corpus(data_dir: Path = DATA_DIR) -> Corpus:
@@ -204,11 +213,18 @@ def load_corpus(data_dir: Path = DATA_DIR) -> Corpus:
     if not entries:
         raise CorpusError(f"{data_dir}：没有任何 FAQ 条目")
     return Corpus(entries=tuple(entries), synonyms=load_synonyms(data_dir), userdict=load_userdict(data_dir),
-                  fingerprint=stamp, out_of_scope=load_out_of_scope(data_dir))
+                  fingerprint=stamp, out_of_scope=load_out_of_scope(data_dir), data_dir=str(data_dir))
 
 
-def load_eval(half: str, eval_dir: Path = EVAL_DIR) -> list[EvalItem]:
-    path = eval_dir / f"{half}.yaml"
+def eval_path(half: str, eval_set: str = "old", eval_dir: Path = EVAL_DIR) -> Path:
+    return eval_dir / (f"{half}.yaml" if eval_set == "old" else f"{eval_set}-{half}.yaml")
+
+
+def load_eval(half: str, eval_dir: Path = EVAL_DIR, eval_set: str = "old") -> list[EvalItem]:
+    """One half of one evaluation set (``eval_set="all"``: both sets' questions of that half)."""
+    if eval_set == "all":
+        return [item for name in EVAL_SETS for item in load_eval(half, eval_dir, name)]
+    path = eval_path(half, eval_set, eval_dir)
     if not path.exists():
         return []
     data = _yaml(path)

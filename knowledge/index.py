@@ -216,6 +216,8 @@ class SearchResult:
     best_phrasing: float  # the best question-field score of any entry
     out_of_scope: float  # the best question-field score of any out-of-scope phrasing
     out_of_scope_topic: int | None = None  # which topic that phrasing belongs to
+    # per ranked entry: its (question, entry, answer) field scores, the calibration model's features
+    field_scores: list[tuple[float, float, float]] | None = None
 
 
 NO_RESULT = SearchResult([], 0.0, 0.0)
@@ -248,6 +250,7 @@ class FaqIndex:
         """The best ``k`` entries (only entries sharing a term with the query) and the phrasing scores."""
         query = QueryTerms(Counter(words), len(words), Counter(chars), len(chars))
         combined = np.zeros(self.n_entries, dtype=np.float64)
+        per_field: dict[str, np.ndarray] = {}
         best_phrasing = out_of_scope = 0.0
         topic: int | None = None
         matched = False
@@ -256,6 +259,7 @@ class FaqIndex:
             if best is None:
                 continue
             matched = True
+            per_field[name] = best
             combined += best[: self.n_entries] * (self.params.field_weight(name) / self._norm)
             if name == "question":
                 best_phrasing = float(best[: self.n_entries].max(initial=0.0))
@@ -271,7 +275,10 @@ class FaqIndex:
             candidates, values = candidates[top], values[top]
         order = np.lexsort((candidates, -values))  # best first, ties by corpus order
         ranked = [(int(candidates[i]), float(values[i])) for i in order]
-        return SearchResult(ranked, best_phrasing, out_of_scope, topic if out_of_scope > 0 else None)
+        scores = [tuple(float(per_field[name][position]) if name in per_field else 0.0 for name in FIELDS)
+                  for position, _ in ranked]
+        return SearchResult(ranked, best_phrasing, out_of_scope, topic if out_of_scope > 0 else None,
+                            scores)  # type: ignore[arg-type]
 
     def nbytes(self) -> int:
         return sum(field.nbytes() for field in self.fields.values())

@@ -18,9 +18,11 @@ from knowledge.corpus import (
     DATA_DIR,
     EVAL_DIR,
     EVAL_HALVES,
+    EVAL_SETS,
     REQUIRED_FIELDS,
     CorpusError,
     EvalItem,
+    eval_path,
     load_eval,
     load_out_of_scope,
     load_synonyms,
@@ -85,6 +87,35 @@ def _check_entry(file: str, position: int, item: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _check_eval_set(eval_set: str, eval_dir: Path, ids: dict[str, str], owners: dict[str, set[str]],
+                    out_of_scope: set[str]) -> list[str]:
+    problems: list[str] = []
+    halves: dict[str, list[EvalItem]] = {}
+    for half in EVAL_HALVES:
+        path = eval_path(half, eval_set, eval_dir)
+        if not path.exists():
+            if eval_set == "old":  # the first set is required; a later one is checked when present
+                problems.append(f"{path}：评测集不存在")
+            continue
+        try:
+            halves[half] = load_eval(half, eval_dir, eval_set)
+        except CorpusError as exc:
+            problems.append(str(exc))
+            continue
+        for item in halves[half]:
+            if item.faq_id is not None and item.faq_id not in ids:
+                problems.append(f"eval/{path.name}：未知的 faq_id {item.faq_id}（{item.q}）")
+        problems.extend(f"eval/{path.name}：评测问题与语料中的说法相同：{q}"
+                        for q in eval_overlaps(owners, halves[half]))
+        problems.extend(f"eval/{path.name}：评测问题与拒答示例相同：{item.q}"
+                        for item in halves[half] if normalise(item.q) in out_of_scope)
+    if len(halves) == 2:
+        dev_keys = {normalise(item.q) for item in halves["dev"]}
+        problems.extend(f"eval（{eval_set}）：问题同时出现在 dev 和 test 中：{item.q}"
+                        for item in halves["test"] if normalise(item.q) in dev_keys)
+    return problems
+
+
 def lint(data_dir: Path = DATA_DIR, eval_dir: Path = EVAL_DIR) -> list[str]:
     problems: list[str] = []
     try:
@@ -114,25 +145,6 @@ def lint(data_dir: Path = DATA_DIR, eval_dir: Path = EVAL_DIR) -> list[str]:
             loader(data_dir)
         except CorpusError as exc:
             problems.append(str(exc))
-    halves: dict[str, list[EvalItem]] = {}
-    for half in EVAL_HALVES:
-        if not (eval_dir / f"{half}.yaml").exists():
-            problems.append(f"{eval_dir / half}.yaml：评测集不存在")
-            continue
-        try:
-            halves[half] = load_eval(half, eval_dir)
-        except CorpusError as exc:
-            problems.append(str(exc))
-            continue
-        for item in halves[half]:
-            if item.faq_id is not None and item.faq_id not in ids:
-                problems.append(f"eval/{half}.yaml：未知的 faq_id {item.faq_id}（{item.q}）")
-        problems.extend(f"eval/{half}.yaml：评测问题与语料中的说法相同：{q}"
-                        for q in eval_overlaps(owners, halves[half]))
-        problems.extend(f"eval/{half}.yaml：评测问题与拒答示例相同：{item.q}"
-                        for item in halves[half] if normalise(item.q) in out_of_scope)
-    if len(halves) == 2:
-        dev_keys = {normalise(item.q) for item in halves["dev"]}
-        problems.extend(f"eval：问题同时出现在 dev 和 test 中：{item.q}"
-                        for item in halves["test"] if normalise(item.q) in dev_keys)
+    for eval_set in EVAL_SETS:
+        problems.extend(_check_eval_set(eval_set, eval_dir, ids, owners, out_of_scope))
     return problems

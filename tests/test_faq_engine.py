@@ -89,17 +89,27 @@ def test_explain_shows_the_analysis(engine: Engine) -> None:
     assert engine.explain("")["reason"] == "empty"
 
 
-def test_an_ambiguous_question_gets_three_suggestions(engine: Engine) -> None:
-    answer = engine.answer("异地备案")  # both filing entries match equally
-    assert not answer.answered and answer.faq_id is None and answer.answer is None
-    assert answer.message == "您是不是想问："
-    ids = [s["faq_id"] for s in answer.suggestions]
-    assert len(ids) <= 3 and {"t-remote-filing", "t-remote-effective"} <= set(ids)
+def test_an_ambiguous_question_offers_both_readings_in_the_first_reply(engine: Engine) -> None:
+    answer = engine.answer("异地备案")  # both filing entries match it
+    offered = [answer.faq_id, *(s["faq_id"] for s in answer.suggestions)]
+    assert {"t-remote-filing", "t-remote-effective"} <= set(offered) and len(answer.suggestions) <= 3
+    if answer.kind == "answer":  # the likelier one answered, the sibling offered next to it
+        assert answer.message == "您可能还想问："
+    else:
+        assert answer.kind == "clarify" and answer.message == "您是不是想问：" and answer.answer is None
+
+
+def test_a_tie_is_never_answered(engine: Engine) -> None:
+    found = engine.lookup("异地备案")
+    if len(found.probabilities) > 1 and found.probabilities[1] >= found.probabilities[0] - 0.02:
+        assert engine.answer("异地备案").kind != "answer"
 
 
 def test_an_out_of_domain_question_is_declined_with_a_fallback(engine: Engine) -> None:
     answer = engine.answer("明天去北京的火车票怎么买")
-    assert answer == Answer(answered=False, score=answer.score, message=answer.message)
+    assert answer == Answer(answered=False, score=answer.score, message=answer.message,
+                            confidence=answer.confidence)
+    assert answer.kind == "decline" and 0 <= answer.confidence < 0.5
     assert answer.suggestions == [] and answer.score < PARAMS.suggest_threshold
     assert "12393" in answer.message
 
@@ -148,4 +158,5 @@ def test_public_api_uses_the_real_corpus() -> None:
     answer = knowledge.answer(first.question)
     assert answer.answered and answer.faq_id == first.id
     assert set(answer.to_dict()) == {"answered", "faq_id", "question", "answer", "score", "suggestions",
-                                     "reason", "message"}
+                                     "reason", "message", "kind", "confidence"}
+    assert answer.kind == "answer" and 0.5 <= answer.confidence <= 1

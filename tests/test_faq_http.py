@@ -38,7 +38,7 @@ async def test_ask_rejects_bad_requests_in_chinese(client: TestClient) -> None:
     await _error(await post("/api/v1/faq/ask", json={"question": "  "}), 400, "empty_question")
     await _error(await post("/api/v1/faq/ask", json={"question": "问" * 501}), 400, "question_too_long")
     await _error(await post("/api/v1/faq/ask", data=b'{"question": "\xff\xfe"}',
-                            headers={"Content-Type": "application/json"}), 400, "invalid_encoding")
+                            headers={"Content-Type": "application/json"}), 400, "invalid_json")
     await _error(await post("/api/v1/faq/ask", data=b"{not json", headers={"Content-Type": "application/json"}),
                  400, "invalid_json")
     await _error(await post("/api/v1/faq/ask", json=["问题"]), 400, "invalid_json")
@@ -113,3 +113,22 @@ async def test_openapi_documents_every_faq_endpoint(client: TestClient) -> None:
                          ("/api/v1/staff/faq/gaps", "get")):
         assert method in document["paths"][path]
     assert {"FaqAnswer", "FaqEntry", "FaqGap", "FaqSuggestion"} <= set(document["components"]["schemas"])
+
+
+async def test_ask_says_which_kind_of_reply_it_is(client: TestClient) -> None:
+    response = await client.post("/api/v1/faq/ask", json={"question": "住房公积金怎么提取出来买房"})
+    body = await response.json()
+    assert body["kind"] == "refer" and "12329" in body["message"] and body["answered"] is False
+    assert 0 <= body["confidence"] <= 1
+    for question, kinds in (("异地就医备案怎么办理", {"answer"}), ("明天去北京的火车票怎么买", {"decline"})):
+        body = await (await client.post("/api/v1/faq/ask", json={"question": question})).json()
+        assert body["kind"] in kinds and 0 <= body["confidence"] <= 1, body
+    document = await (await client.get("/api/v1/openapi.json")).json()
+    kind = document["components"]["schemas"]["FaqAnswer"]["properties"]["kind"]
+    assert set(kind["enum"]) == {"answer", "clarify", "refer", "decline"}
+    assert "refer" in document["components"]["schemas"]["FaqAnswer"]["description"]
+
+
+async def test_a_get_on_ask_is_405_not_an_entry_called_ask(client: TestClient) -> None:
+    await _error(await client.get("/api/v1/faq/ask"), 405, "method_not_allowed")
+    await _error(await client.get("/api/v1/faq/no-such-entry"), 404, "faq_not_found")

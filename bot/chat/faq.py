@@ -1,8 +1,10 @@
 """Chat questions answered from the policy FAQ (``knowledge``), with numbered follow-ups.
 
-- answered: the answer, then up to three related questions numbered 1–3;
-- unsure: "您是不是想问：" and the candidates numbered;
-- declined: an apology offering 转人工 and the 12393 hotline; the question is recorded as a gap.
+- answer: the answer, then up to three questions numbered 1–3: "您可能还想问" (close siblings that may be
+  what was meant) or related questions;
+- clarify: "您是不是想问：" and the candidates numbered;
+- refer: a neighbouring service's hotline and channel (12333, 12329, 12345); not a knowledge gap;
+- decline: an apology offering 转人工 and the 12393 hotline; the question is recorded as a gap.
 The numbers offered are remembered per user (``chat_state``, 30 minutes), so replying "2" shows
 that entry.
 """
@@ -68,11 +70,12 @@ def numbered(suggestions: list[dict[str, str]]) -> str:
     return "\n".join(f"{n}. {item['question']}" for n, item in enumerate(suggestions, start=1))
 
 
-def compose_answer(answer: str, related: list[dict[str, str]]) -> str:
-    """The answer, trimmed so the numbered related questions always fit in one message."""
+def compose_answer(answer: str, related: list[dict[str, str]], header: str | None = None) -> str:
+    """The answer, trimmed so the numbered follow-ups (under ``header``: "您可能还想问：" for close
+    siblings, else "相关问题：") always fit in one message."""
     if not related:
         return fit_text(answer)
-    tail = f"\n\n相关问题：\n{numbered(related)}\n{PICK_HINT}"
+    tail = f"\n\n{header or '相关问题：'}\n{numbered(related)}\n{PICK_HINT}"
     return fit_text(answer, 2000 - len(tail.encode("utf-8"))) + tail
 
 
@@ -95,7 +98,7 @@ async def answer_question(ctx: ChatContext) -> str:
     else:
         await ctx.forget(CHOICES)  # a later number must not pick from an older list
     if result.answered:
-        return compose_answer(result.answer or "", offered)
+        return compose_answer(result.answer or "", offered, result.message)
     if result.reason is None:  # a real question we could not answer: a knowledge gap
         ctx.after_reply(lambda: knowledge.record_gap(ctx.db, question, result))
     if offered:

@@ -165,6 +165,24 @@ def on_text(pattern: str | re.Pattern[str], handler: Handler, *, when: Condition
     return Rule(handler, kind="text", pattern=compiled, when=when, name=name or f"text {compiled.pattern}")
 
 
+# What may surround a typed command without changing it: a polite lead-in, a particle, punctuation.
+_LEAD = r"(?:请|麻烦|帮我|我要|我想|我想要|想)?(?:查一下|查查|看一下|看看|查看)?"
+_TAIL = r"(?:一下)?(?:吧|呀|啊|呢|哈|的)?[\s。．.！!？?~～…,，]*"
+
+
+def phrases_pattern(phrases: tuple[str, ...] | list[str]) -> re.Pattern[str]:
+    """An anchored pattern matching exactly one of ``phrases`` (case-insensitive), optionally with a
+    polite lead-in ("请", "帮我", "我要") and a closing particle or punctuation: "查看预约", "帮我查看预约吧！"."""
+    alternatives = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"^{_LEAD}(?:{alternatives}){_TAIL}$", re.IGNORECASE)
+
+
+def on_phrases(phrases: tuple[str, ...] | list[str], handler: Handler, *, when: Condition | None = None,
+               name: str = "") -> Rule:
+    """Text that is one of ``phrases`` (see ``phrases_pattern``): a typed command, not a question."""
+    return on_text(phrases_pattern(phrases), handler, when=when, name=name or f"phrases {phrases[0]}")
+
+
 def on_click(key: str, handler: Handler, *, name: str = "") -> Rule:
     """A click on the custom-menu button with EventKey ``key``."""
     return Rule(handler, kind="event", event="click", event_key=key, name=name or f"click {key}")
