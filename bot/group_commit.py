@@ -50,6 +50,24 @@ class _Collection:
             self.flusher = asyncio.create_task(self._flush())
         await asyncio.shield(future)  # a cancelled caller does not take the batch down with it
 
+    async def write_all(self, ops: list[WriteOp]) -> list[Exception | None]:
+        """Queue ``ops`` together (they go out in the same bulk write unless it is full) and
+        return each one's error, or None."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for op in ops:
+            future: asyncio.Future[None] = loop.create_future()
+            self.pending.append((op, future))
+            futures.append(future)
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush())
+        # shielded: a cancelled caller does not take the batch down with it
+        outcomes = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+        return [outcome if isinstance(outcome, Exception) else None for outcome in outcomes]
+
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         busy = loop.time() - self.last_flush_end < self.busy_window
@@ -95,6 +113,29 @@ class GroupCommit:
             target = self._collections[collection] = _Collection(
                 self.db, collection, self.max_batch, self.linger, self.busy_window)
         await target.write(op)
+
+    async def write_all(self, collection: str, ops: list[WriteOp]) -> list[Exception | None]:
+        target = self._collections.get(collection)
+        if target is None:
+            target = self._collections[collection] = _Collection(
+                self.db, collection, self.max_batch, self.linger, self.busy_window)
+        return await target.write_all(ops)
+
+
+async def write_all(db: AsyncDatabase, collection: str, ops: list[WriteOp],
+                    group: GroupCommit | None = None) -> list[Exception | None]:
+    """``ops`` in one unordered bulk write (through ``group`` when given, with other callers'
+    writes): each op's error (DuplicateKeyError for a duplicate insert) or None."""
+    if group is not None:
+        return await group.write_all(collection, ops)
+    try:
+        await db[collection].bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        if exc.details.get("writeConcernErrors"):
+            return [exc] * len(ops)
+        errors = {e["index"]: _error_for(e) for e in exc.details.get("writeErrors", [])}
+        return [errors.get(index) for index in range(len(ops))]
+    return [None] * len(ops)
 
 
 async def write(db: AsyncDatabase, collection: str, op: WriteOp, group: GroupCommit | None = None) -> None:

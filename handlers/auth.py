@@ -16,7 +16,7 @@ from bot.wechat.users import touch_user
 
 routes = web.RouteTableDef()
 
-_OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" accepts a trailing newline
 UNAUTHORIZED = ApiError(401, "unauthorized", "请先登录")
 
 
@@ -40,7 +40,7 @@ async def dev_login(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     body = await read_json(request)
     openid = body.get("openid")
-    if not isinstance(openid, str) or not _OPENID.match(openid):
+    if not isinstance(openid, str) or not _OPENID.fullmatch(openid):
         raise bad_request("invalid_openid", "openid 必须是 1 到 64 位字母、数字、下划线或连字符")
     db = request.app[DB]
     await touch_user(db, openid)

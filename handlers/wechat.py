@@ -4,7 +4,10 @@ GET verifies ``signature`` and echoes ``echostr``. POST accepts plain, compatibi
 mode: with ``encrypt_type=aes`` the envelope is verified with ``msg_signature`` (never
 ``signature``), decrypted, and the reply encrypted; otherwise ``signature`` is checked.
 
-Refusals: 403 for a missing or bad signature and a timestamp more than 5 minutes off; 400 for
+Refusals: 403 for a missing or bad signature, a timestamp more than 5 minutes off, a body whose
+``FromUserName`` is not the URL's ``openid``, a (timestamp, nonce) pair used before with another
+body (``bot.wechat.dedupe``), and plain mode when an EncodingAESKey is configured (unless
+``WECHAT_SAFE_MODE_ONLY=false``); 400 for
 empty, non-UTF-8 or malformed XML, XML with a DOCTYPE/entities, and undecryptable envelopes; 413
 above ``bot.wechat.callback.MAX_BODY_BYTES``; 408 for a body that does not arrive within 10 s;
 503 when no callback token is configured. Anything unexpected answers ``success`` (logged) —
@@ -25,10 +28,12 @@ from wechatpy.replies import TextReply, TransferCustomerServiceReply
 
 from bot.chat.dispatch import CHAT
 from bot.keys import SETTINGS
+from bot.wechat import dedupe
 from bot.wechat.callback import (
     MAX_BODY_BYTES,
     CallbackCredentials,
     CallbackRejectedError,
+    check_sender,
     check_timestamp,
     decode_body,
     decrypt,
@@ -99,19 +104,27 @@ async def receive(request: web.Request) -> web.Response:
         nonce = query.get("nonce")
         if not safe_mode:  # plain mode: the signature covers no body, check it before reading one
             verify_signature(credentials.token, query.get("signature"), timestamp, nonce)
-        elif not query.get("msg_signature"):
+        if not safe_mode and credentials.safe_mode_only:
+            raise CallbackRejectedError(403, "plain mode refused: an EncodingAESKey is configured")
+        if safe_mode and not query.get("msg_signature"):
             raise CallbackRejectedError(403, "missing msg_signature")
-        text = decode_body(await _read_body(request))
+        body = await _read_body(request)
+        text = decode_body(body)
         if safe_mode:
             envelope = parse_xml(text, required=("Encrypt",))
             text = decrypt(credentials, envelope, query.get("msg_signature"), timestamp, nonce)
         fields = parse_xml(text)
+        check_sender(fields, query.get("openid"))
         message = to_message(text)
     except CallbackRejectedError as rejected:
         return _refusal(rejected, request)
+    # plain mode: the body is not signed, so its (timestamp, nonce) may carry only this body
+    replay = None if safe_mode else (timestamp, nonce or "", dedupe.body_digest(body))
     try:
-        reply = await request.app[CHAT].respond(fields, message)
+        reply = await request.app[CHAT].respond(fields, message, replay)
         return _render(reply, message, credentials if safe_mode else None, nonce or "", timestamp)
+    except dedupe.ReplayedError:
+        return _refusal(CallbackRejectedError(403, "timestamp and nonce already used with another body"), request)
     except Exception:
         log.exception("wechat callback failed; answering success")
         return web.Response(text="success")

@@ -37,7 +37,14 @@ log = logging.getLogger(__name__)
 
 SORRY = "抱歉，系统暂时繁忙，请稍后再试，或拨打 12393 医保服务热线咨询。"
 # Events after which WeChat allows customer-service messages (like a user message).
-WINDOW_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click", "scancode_push", "scancode_waitmsg"})
+WINDOW_EVENTS = frozenset({"subscribe", "subscribe_scan", "subscribe_scan_product", "scan", "click",
+                           "scancode_push", "scancode_waitmsg"})
+# Follows: wechatpy names a follow through a QR scene ``subscribe_scan`` and one through scanning a
+# product barcode or image (EventKey ``scanbarcode|…``/``scanimage|…``) ``subscribe_scan_product``.
+SUBSCRIPTION_CHANGES = {"subscribe": True, "subscribe_scan": True, "subscribe_scan_product": True,
+                        "unsubscribe": False}
+# Events the rules see under another name: a product-scan follow is welcomed like any follow.
+EVENT_ALIASES = {"subscribe_scan_product": "subscribe"}
 SHUTDOWN_GRACE_SECONDS = 5.0
 USER_WRITE_INTERVAL = 60.0  # seconds; see ChatDispatcher._record_user
 RECORDED_USERS_LIMIT = 100_000
@@ -76,12 +83,15 @@ class ChatDispatcher:
         self._recorded: dict[str, float] = {}  # openid -> when this instance last stored a message time
         self._saving: dict[str, asyncio.Future[None]] = {}  # openid -> its last message's writes
 
-    async def respond(self, fields: dict[str, Any], message: BaseMessage) -> dict[str, Any]:
-        """The stored-reply dict for this delivery (see ``bot.wechat.dedupe``)."""
+    async def respond(self, fields: dict[str, Any], message: BaseMessage,
+                      nonce: tuple[str, str, str] | None = None) -> dict[str, Any]:
+        """The stored-reply dict for this delivery (see ``bot.wechat.dedupe``). ``nonce``: the
+        plain-mode request's (timestamp, nonce, body digest); ``dedupe.ReplayedError`` when that
+        pair was already used with another body."""
         db = self.app[DB]
         key = dedupe.key_for(fields)
         facts = classify(message, fields)
-        if not await dedupe.claim(db, key, self.group):
+        if not await dedupe.claim(db, key, self.group, nonce):
             CHAT_MESSAGES.labels(facts["kind"], "duplicate").inc()
             return await dedupe.wait_for_reply(db, key, self.reply_timeout) or dedupe.EMPTY
         delivery = _Delivery(asyncio.get_running_loop().create_future())
@@ -112,7 +122,9 @@ class ChatDispatcher:
         db = self.app[DB]
         openid = fields["FromUserName"]
         event = facts.get("event")
-        subscribed = {"subscribe": True, "subscribe_scan": True, "unsubscribe": False}.get(event or "")
+        subscribed = SUBSCRIPTION_CHANGES.get(event or "")
+        if event in EVENT_ALIASES:
+            facts = {**facts, "event": EVENT_ALIASES[event]}
         # One user's messages follow each other: wait (briefly) until the previous one's state is stored.
         previous = self._saving.get(openid)
         if previous is not None and not previous.done():

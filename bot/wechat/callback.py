@@ -40,7 +40,9 @@ MAX_BODY_BYTES = 64 * 1024
 
 _REQUIRED = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
 _SCALARS = (*_REQUIRED, "MsgId", "Event", "EventKey", "Content", "Recognition")
-_DIGITS = re.compile(r"^\d{1,20}$")
+_DIGITS = re.compile(r"\d{1,20}")  # always fullmatch: "$" would accept a trailing newline
+# openids are 28 characters of [A-Za-z0-9_-]; allow some room for other account kinds and test ids
+_OPENID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
@@ -59,13 +61,17 @@ class CallbackCredentials:
     aes_key: str | None  # None: safe mode is not available
     app_id: str
     development: bool
+    # plain (and unsigned-body) requests refused: set when an EncodingAESKey is configured and
+    # WECHAT_SAFE_MODE_ONLY is on (the default); never for the development default key
+    safe_mode_only: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CallbackCredentials:
         development = not settings.wechat_configured
         token = settings.wechat_token or (DEV_TOKEN if development else None)
         aes_key = settings.wechat_encoding_aes_key or (DEV_AES_KEY if development else None)
-        return cls(token, aes_key, settings.wechat_app_id or DEV_APP_ID, development)
+        safe_only = bool(settings.wechat_encoding_aes_key) and settings.wechat_safe_mode_only
+        return cls(token, aes_key, settings.wechat_app_id or DEV_APP_ID, development, safe_only)
 
     def crypto(self) -> WeChatCrypto:
         if not (self.token and self.aes_key):
@@ -76,7 +82,7 @@ class CallbackCredentials:
 # --- checks ---------------------------------------------------------------------------------------
 
 def check_timestamp(timestamp: str | None, now: float | None = None) -> None:
-    if not timestamp or not _DIGITS.match(timestamp):
+    if not timestamp or not _DIGITS.fullmatch(timestamp):
         raise CallbackRejectedError(403, "missing or malformed timestamp")
     if abs((now if now is not None else time.time()) - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
         raise CallbackRejectedError(403, "timestamp outside the 5-minute window")
@@ -89,6 +95,17 @@ def verify_signature(token: str, signature: str | None, timestamp: str, nonce: s
         check_signature(token, signature, timestamp, nonce)
     except InvalidSignatureException:
         raise CallbackRejectedError(403, "bad signature") from None
+
+
+def check_sender(fields: dict[str, Any], openid: str | None) -> None:
+    """The message must come from the user the URL names: WeChat puts the sender's ``openid`` in the
+    query of every message push. In plain mode the signature does not cover the body, so this
+    (with the replay record of ``bot.wechat.dedupe``) is what ties a body to the signed request."""
+    sender = fields["FromUserName"]
+    if not openid or not _OPENID.fullmatch(openid):
+        raise CallbackRejectedError(403, "missing or malformed openid")
+    if sender != openid:
+        raise CallbackRejectedError(403, "FromUserName differs from the URL's openid")
 
 
 def decode_body(body: bytes) -> str:
@@ -123,7 +140,7 @@ def parse_xml(text: str, required: tuple[str, ...] = _REQUIRED) -> dict[str, Any
         if name in fields and not isinstance(fields[name], str):
             raise CallbackRejectedError(400, f"{name} must be text")
     for name in ("CreateTime", "MsgId"):
-        if name in fields and not _DIGITS.match(fields[name].strip()):
+        if name in fields and not _DIGITS.fullmatch(fields[name].strip()):
             raise CallbackRejectedError(400, f"{name} must be a number")
     return fields
 
