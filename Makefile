@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench venv clean
+.PHONY: serve test lint bench bench-deps venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,9 +17,9 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# One process: the demo data is seeded at start when the database has none (serve --seed-demo).
 serve: $(STAMP)
-	$(BIN)/python -m bot seed-demo
-	exec $(BIN)/python -m bot serve
+	exec $(BIN)/python -m bot serve --seed-demo
 
 test: $(STAMP)
 	$(BIN)/lint-imports
@@ -29,7 +29,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-bench: $(STAMP)
+# The benchmark peers and profilers (WeRoBot, gunicorn, py-spy): never product requirements.
+bench-deps: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+
+bench: bench-deps
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
-from wechatpy.replies import TextReply, TransferCustomerServiceReply
 
 from bot.chat.dispatch import CHAT
 from bot.keys import SETTINGS
@@ -115,14 +115,14 @@ async def receive(request: web.Request) -> web.Response:
             text = decrypt(credentials, envelope, query.get("msg_signature"), timestamp, nonce)
         fields = parse_xml(text)
         check_sender(fields, query.get("openid"))
-        message = to_message(text)
+        message = to_message(text, fields)
     except CallbackRejectedError as rejected:
         return _refusal(rejected, request)
     # plain mode: the body is not signed, so its (timestamp, nonce) may carry only this body
     replay = None if safe_mode else (timestamp, nonce or "", dedupe.body_digest(body))
     try:
         reply = await request.app[CHAT].respond(fields, message, replay)
-        return _render(reply, message, credentials if safe_mode else None, nonce or "", timestamp)
+        return _render(reply, fields, credentials if safe_mode else None, nonce or "", timestamp)
     except dedupe.ReplayedError:
         return _refusal(CallbackRejectedError(403, "timestamp and nonce already used with another body"), request)
     except Exception:
@@ -130,17 +130,29 @@ async def receive(request: web.Request) -> web.Response:
         return web.Response(text="success")
 
 
-def _render(reply: dict[str, Any], message: Any, credentials: CallbackCredentials | None,
+def _cdata(value: str) -> str:
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def _reply_xml(fields: dict[str, Any], msg_type: str, body: str = "") -> str:
+    """A passive reply to the message ``fields`` (the sender becomes the recipient)."""
+    return (f"<xml><ToUserName>{_cdata(fields['FromUserName'])}</ToUserName>"
+            f"<FromUserName>{_cdata(fields['ToUserName'])}</FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{_cdata(msg_type)}</MsgType>{body}</xml>")
+
+
+def _render(reply: dict[str, Any], fields: dict[str, Any], credentials: CallbackCredentials | None,
             nonce: str, timestamp: str) -> web.Response:
     if reply["type"] == "text":
-        rendered = TextReply(message=message, content=reply["content"]).render()
+        rendered = _reply_xml(fields, "text", f"<Content>{_cdata(reply['content'])}</Content>")
     elif reply["type"] == "transfer":
-        rendered = TransferCustomerServiceReply(message=message).render()
+        rendered = _reply_xml(fields, "transfer_customer_service")
     else:
         return web.Response(text="success")  # WeChat's "no reply"; plain even in safe mode
     if credentials is not None:
         rendered = encrypt(credentials, rendered, nonce, timestamp)
     return web.Response(text=rendered, content_type="application/xml")
+
 
 OPENAPI = {
     "paths": {

@@ -8,8 +8,10 @@ and no ``WECHAT_TOKEN``, the callback accepts messages signed with ``DEV_TOKEN``
 ``WECHAT_ENCODING_AES_KEY`` is set. With an AppID configured nothing is defaulted: a missing
 ``WECHAT_TOKEN`` disables the callback (503) and a missing AES key refuses safe-mode requests.
 
-XML is parsed with defusedxml first (no DOCTYPE, no entities, no external references) and only
-then handed to wechatpy, which uses xmltodict/expat without those protections.
+XML is parsed once, with expat and handlers that refuse any DOCTYPE, entity or external reference
+(defusedxml's protections, without its pure-Python tree); wechatpy's message object is built from
+the parsed fields. wechatpy's own parser (xmltodict/expat without those protections) sees only
+documents that passed this check and carry nested elements.
 """
 
 from __future__ import annotations
@@ -18,16 +20,15 @@ import binascii
 import re
 import struct
 import time
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from typing import Any
+from xml.parsers import expat
 
-from defusedxml import DefusedXmlException
-from defusedxml import ElementTree as SafeElementTree
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidSignatureException
-from wechatpy.messages import BaseMessage
+from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
 from wechatpy.utils import WeChatSigner, check_signature
 
 from bot.config import Settings
@@ -117,22 +118,72 @@ def decode_body(body: bytes) -> str:
         raise CallbackRejectedError(400, "body is not UTF-8") from None
 
 
+class _RejectedDeclarationError(Exception):
+    """Raised from expat handlers: the document declares something we never accept."""
+
+
+def _reject(*_args: object) -> None:
+    raise _RejectedDeclarationError
+
+
 def parse_xml(text: str, required: tuple[str, ...] = _REQUIRED) -> dict[str, Any]:
     """The top-level fields of a WeChat ``<xml>`` document; rejects DTDs, entities, malformed or
-    incomplete documents. Scalar fields must be text; nested ones (event lists) stay elements."""
-    try:
-        root = SafeElementTree.fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException:
-        raise CallbackRejectedError(400, "DOCTYPE, entity or external reference in XML") from None
-    except ElementTree.ParseError:
-        raise CallbackRejectedError(400, "malformed XML") from None
-    if root.tag != "xml":
-        raise CallbackRejectedError(400, "root element is not <xml>")
+    incomplete documents. Scalar fields are text; a nested one (the lists of some events) is a
+    ``dict`` of its children's tags, and the message object comes from wechatpy then (``to_message``).
+
+    One pass of expat with handlers that refuse any DOCTYPE, entity declaration or external
+    reference before expat acts on it (what defusedxml does, without building a tree)."""
+    parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _reject
+    parser.EntityDeclHandler = _reject
+    parser.UnparsedEntityDeclHandler = _reject
+    parser.ExternalEntityRefHandler = _reject
+    parser.buffer_text = True
     fields: dict[str, Any] = {}
-    for child in root:
-        if child.tag in fields:
-            raise CallbackRejectedError(400, f"repeated element {child.tag}")
-        fields[child.tag] = child if len(child) else (child.text or "")
+    depth = 0
+    root_ok = True
+    current: str | None = None
+    chunks: list[str] = []
+    nested: dict[str, Any] | None = None
+
+    def start(tag: str, _attributes: Any) -> None:
+        nonlocal depth, root_ok, current, nested
+        depth += 1
+        if depth == 1:
+            root_ok = tag == "xml"
+        elif depth == 2:
+            if tag in fields:
+                raise CallbackRejectedError(400, f"repeated element {tag}")
+            current, nested = tag, None
+            chunks.clear()
+        elif depth == 3 and current is not None:
+            if nested is None:
+                nested = {}
+            nested[tag] = True
+
+    def end(_tag: str) -> None:
+        nonlocal depth, current
+        if depth == 2 and current is not None:
+            fields[current] = nested if nested is not None else "".join(chunks)
+            current = None
+        depth -= 1
+
+    def data(chunk: str) -> None:
+        if depth == 2:
+            chunks.append(chunk)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
+    try:
+        parser.Parse(text, True)
+    except _RejectedDeclarationError:
+        raise CallbackRejectedError(400, "DOCTYPE, entity or external reference in XML") from None
+    except expat.ExpatError:
+        raise CallbackRejectedError(400, "malformed XML") from None
+    if not root_ok:
+        raise CallbackRejectedError(400, "root element is not <xml>")
     for name in required:
         if not isinstance(fields.get(name), str) or not fields[name].strip():
             raise CallbackRejectedError(400, f"missing {name}")
@@ -145,12 +196,35 @@ def parse_xml(text: str, required: tuple[str, ...] = _REQUIRED) -> dict[str, Any
     return fields
 
 
-def to_message(text: str) -> BaseMessage:
-    """wechatpy's message object for XML that ``parse_xml`` accepted."""
+def to_message(text: str, fields: dict[str, Any] | None = None) -> BaseMessage:
+    """wechatpy's message object for XML that ``parse_xml`` accepted. With its ``fields`` and no
+    nested element (every message but a few list-carrying events) the object is built from them,
+    the way ``wechatpy.parse_message`` would, without parsing the XML a second time."""
+    if fields is not None and not any(isinstance(value, dict) for value in fields.values()):
+        return _message_from_fields(fields)
     try:
         return parse_message(_XML_DECLARATION.sub("", text))
     except Exception:  # wechatpy/xmltodict raise many kinds on odd input; all mean bad input
         raise CallbackRejectedError(400, "wechatpy could not parse the message") from None
+
+
+def _message_from_fields(fields: dict[str, Any]) -> BaseMessage:
+    # xmltodict (wechatpy's parser) strips text and gives None for an empty element
+    values: dict[str, Any] = {name: (value.strip() or None) for name, value in fields.items()}
+    message_type = values["MsgType"].lower()
+    if message_type != "event" and not message_type.startswith("device_"):
+        return MESSAGE_TYPES.get(message_type, UnknownMessage)(values)
+    event = values["Event"].lower() if values.get("Event") else None
+    if message_type.startswith("device_"):
+        event = message_type if event is None else f"device_{event}"
+    key = values.get("EventKey")
+    if event == "subscribe" and key:
+        if key.startswith(("scanbarcode|", "scanimage|")):
+            event = values["Event"] = "subscribe_scan_product"
+        elif key.startswith("qrscene_"):
+            event = values["Event"] = "subscribe_scan"
+            values["EventKey"] = key[len("qrscene_"):]
+    return EVENT_TYPES.get(event, UnknownMessage)(values)
 
 
 def decrypt(credentials: CallbackCredentials, envelope: dict[str, Any], msg_signature: str | None,
