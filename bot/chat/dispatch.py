@@ -70,6 +70,12 @@ class _Delivery:
     late: bool = False  # set by the request when the deadline passed first
 
 
+def _expire(delivery: _Delivery) -> None:
+    if not delivery.ready.done():
+        delivery.late = True
+        delivery.ready.set_result(dedupe.EMPTY)
+
+
 class ChatDispatcher:
     def __init__(self, app: web.Application, rules: Callable[[], list[Rule]], reply_timeout: float) -> None:
         self.app = app
@@ -94,20 +100,23 @@ class ChatDispatcher:
         if not await dedupe.claim(db, key, self.group, nonce):
             CHAT_MESSAGES.labels(facts["kind"], "duplicate").inc()
             return await dedupe.wait_for_reply(db, key, self.reply_timeout) or dedupe.EMPTY
-        delivery = _Delivery(asyncio.get_running_loop().create_future())
-        task = asyncio.create_task(self._process(key, fields, message, facts, delivery))
+        loop = asyncio.get_running_loop()
+        delivery = _Delivery(loop.create_future())
+        task = loop.create_task(self._process(key, fields, message, facts, delivery))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+        # the deadline resolves ``ready`` as late unless the handler has answered first (one timer,
+        # no extra task: cheaper than wait_for on the hot path)
+        deadline = loop.call_later(self.reply_timeout, _expire, delivery)
         try:
-            reply = await asyncio.wait_for(asyncio.shield(delivery.ready), self.reply_timeout)
-        except TimeoutError:
-            if not delivery.ready.done():
-                delivery.late = True
-                CHAT_MESSAGES.labels(facts["kind"], "late").inc()
-                log.warning("chat reply late; answering success now", extra={"kind": facts["kind"]})
-                await dedupe.mark_late(db, key, self.group)
-                return dedupe.EMPTY
-            reply = delivery.ready.result()
+            reply = await asyncio.shield(delivery.ready)
+        finally:
+            deadline.cancel()
+        if delivery.late:
+            CHAT_MESSAGES.labels(facts["kind"], "late").inc()
+            log.warning("chat reply late; answering success now", extra={"kind": facts["kind"]})
+            await dedupe.mark_late(db, key, self.group)
+            return dedupe.EMPTY
         CHAT_MESSAGES.labels(facts["kind"], "replied").inc()
         return reply
 
@@ -163,10 +172,12 @@ class ChatDispatcher:
         the stored ``last_message_at`` is never more than that interval behind (so the 48-hour window
         is judged slightly early, never late)."""
         now = time.monotonic()
-        if subscribed is None and now - self._recorded.get(openid, float("-inf")) < USER_WRITE_INTERVAL:
+        last = self._recorded.get(openid)
+        if subscribed is None and last is not None and now - last < USER_WRITE_INTERVAL:
             return
+        # a user this instance has not recorded is tried as a new one (an insert, cheaper than an upsert)
         await users.record_interaction(self.app[DB], openid, opens_window=opens_window, subscribed=subscribed,
-                                       group=self.background)
+                                       group=self.background, new=last is None)
         if opens_window:
             if len(self._recorded) >= RECORDED_USERS_LIMIT:
                 self._recorded.clear()
