@@ -84,7 +84,7 @@ class ChatDispatcher:
         # Claims are on the reply's path and linger at most 2 ms under load; the user record, the
         # stored outcome and the conversation state are written after the reply and may gather longer.
         self.group = GroupCommit(app[DB], linger=0.002, busy_window=0.02)
-        self.background = GroupCommit(app[DB], linger=0.02, busy_window=0.2)
+        self.background = GroupCommit(app[DB], linger=0.05, busy_window=0.5)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recorded: dict[str, float] = {}  # openid -> when this instance last stored a message time
         self._saving: dict[str, asyncio.Future[None]] = {}  # openid -> its last message's writes
