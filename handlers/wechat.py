@@ -173,7 +173,9 @@ OPENAPI = {
             "post": {
                 "summary": "接收公众号消息与事件（明文、兼容、安全模式），被动回复",
                 "description": "安全模式（encrypt_type=aes）用 msg_signature 校验并解密，回复同样加密。"
-                "同一消息（MsgId，或事件的 FromUserName+CreateTime+Event）只处理一次，重试得到相同回复；"
+                "同一消息（MsgId，或事件的 FromUserName+CreateTime+Event+EventKey）只处理一次，重试得到相同回复；"
+                "明文模式下同一 timestamp+nonce 只能携带同一请求体，FromUserName 必须与 URL 中的 openid 一致；"
+                "配置了 EncodingAESKey 时只接受安全模式（WECHAT_SAFE_MODE_ONLY）；"
                 "4 秒内未能回复时先回复 success，稍后以客服消息发送。",
                 "tags": ["wechat"],
                 "parameters": [
@@ -187,7 +189,8 @@ OPENAPI = {
                     "200": {"description": "被动回复 XML（安全模式下加密），或 success",
                             "content": {"application/xml": {"schema": {"type": "string"}}}},
                     "400": {"description": "XML 格式错误、含 DOCTYPE/实体、非 UTF-8、无法解密"},
-                    "403": {"description": "签名错误、缺少签名或时间戳偏差超过 5 分钟"},
+                    "403": {"description": "签名错误、缺少签名、时间戳偏差超过 5 分钟、FromUserName 与 openid 不符、"
+                                           "timestamp+nonce 已用于另一请求体，或已配置 EncodingAESKey 时的明文请求"},
                     "408": {"description": "请求体未在 10 秒内收到"},
                     "413": {"description": "请求体超过 64 KiB"},
                     "503": {"description": "未配置 WECHAT_TOKEN"},

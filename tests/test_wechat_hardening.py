@@ -142,7 +142,11 @@ async def _slow(ctx) -> str:
     return f"慢慢的回答：{ctx.text}"
 
 
-CHAT_RULES = [on_text(r"^慢问题", _slow)]
+async def _cdata_end(ctx) -> str:
+    return "前]]>后 <b>&amp;"
+
+
+CHAT_RULES = [on_text(r"^慢问题", _slow), on_text(r"^CDATA$", _cdata_end)]
 
 
 @pytest.fixture
@@ -162,3 +166,11 @@ async def test_retries_on_two_instances_are_processed_once_with_one_reply(slow_r
     assert calls == {"慢问题A": 1}
     assert {status for status, _ in results} == {200}
     assert len({text for _, text in results}) == 1 and "慢慢的回答：慢问题A" in results[0][1]
+
+
+async def test_reply_text_with_a_cdata_end_survives_rendering(slow_rule, client):
+    credentials = CallbackCredentials.from_settings(client.app[SETTINGS])
+    bot = Simulator(client.session, str(client.make_url("/")), credentials, "o-cdata")
+    reply = await bot.text("CDATA")
+    assert reply.kind == "text" and reply.content == "前]]>后 <b>&amp;"
+    assert "<ToUserName><![CDATA[o-cdata]]></ToUserName>" in reply.raw
