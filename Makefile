@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench venv clean browser
+.PHONY: serve test lint bench bench-deps venv clean browser
 
 # The console's browser tests drive Debian's Chromium with a CJK font (Playwright's own browser
 # download does not work here). Installed only when missing; in CI (CI=true) a browser that
@@ -22,11 +22,11 @@ $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# One process: the demo data is seeded at start when the database has none (serve --seed-demo).
 # `make serve` is development: dev-login, the dev callback token, loopback only (APP_ENV=production to override).
 serve: export APP_ENV ?= development
 serve: $(STAMP)
-	$(BIN)/python -m bot seed-demo
-	exec $(BIN)/python -m bot serve
+	exec $(BIN)/python -m bot serve --seed-demo
 
 browser:
 	@if [ ! -x "$(CHROMIUM)" ]; then \
@@ -48,7 +48,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-bench: $(STAMP)
+# The benchmark peers and profilers (WeRoBot, gunicorn, py-spy): never product requirements.
+bench-deps: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+
+bench: bench-deps
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:

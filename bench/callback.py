@@ -74,7 +74,8 @@ def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
                             start_new_session=True)
 
 
-async def wait_until(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
+async def wait_until(url: str, process: subprocess.Popen, timeout: float = 90,
+                     statuses: tuple[int, ...] = (200, 405)) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
@@ -82,7 +83,7 @@ async def wait_until(url: str, process: subprocess.Popen, timeout: float = 90) -
                 raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}")
             try:
                 async with http.get(url) as response:
-                    if response.status in (200, 405):
+                    if response.status in statuses:
                         return
             except aiohttp.ClientError:
                 pass
@@ -107,19 +108,21 @@ class Load:
         self.url = f"{base}/wechat/callback"
         self.texts = itertools.cycle(texts)
         self.msg_ids = itertools.count(int(time.time() * 1000) * 1000)
+        self.nonces = itertools.count()
         self.answered = 0
         self.empty = 0
         self.errors = 0
 
-    def _query(self) -> dict[str, str]:
-        timestamp, nonce = str(int(time.time())), "bench"
+    def _query(self, openid: str) -> dict[str, str]:
+        # like WeChat: a fresh nonce per request, the sender's openid in the URL
+        timestamp, nonce = str(int(time.time())), f"b{next(self.nonces)}"
         return {"signature": sign(DEV_TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce,
-                "openid": "bench-user"}
+                "openid": openid}
 
     async def post(self, http: aiohttp.ClientSession, openid: str) -> None:
         body = text_xml(openid, next(self.texts), msg_id=next(self.msg_ids)).encode()
         try:
-            async with http.post(self.url, params=self._query(), data=body,
+            async with http.post(self.url, params=self._query(openid), data=body,
                                  headers={"Content-Type": "text/xml"}) as response:
                 text = await response.text()
                 if response.status != 200:
@@ -146,7 +149,10 @@ class Load:
         await asyncio.gather(*(one(i) for i in range(count)))
         return latencies
 
-    async def closed_loop(self, http: aiohttp.ClientSession, concurrency: int, seconds: float) -> float:
+    async def closed_loop(self, http: aiohttp.ClientSession, concurrency: int, seconds: float,
+                          latencies: list[float] | None = None) -> float:
+        """Completed requests/s with ``concurrency`` requests in flight (each request's latency
+        appended to ``latencies``)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
         done = 0
@@ -154,8 +160,11 @@ class Load:
         async def worker(n: int) -> None:
             nonlocal done
             while loop.time() < end:
+                began = loop.time()
                 await self.post(http, f"bench-user-{(n * 7919 + done) % USERS}")
                 done += 1
+                if latencies is not None:
+                    latencies.append(loop.time() - began)
 
         began = loop.time()
         await asyncio.gather(*(worker(n) for n in range(concurrency)))

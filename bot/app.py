@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -35,16 +36,35 @@ async def _ensure_indexes(app: web.Application) -> None:
     await database.ensure_indexes(app[DB])
 
 
-def startup_steps(*, serve_requests: bool = True) -> list[tuple[str, StartupStep]]:
+DEMO_MARKER = {"_id": "demo_seeded"}  # in ``meta``: seed-demo ran on this database
+
+
+async def seed_demo_once(app: web.Application) -> None:
+    """``serve --seed-demo`` (``make serve``): seed the demo data in this process when the database
+    has none yet, instead of a separate ``seed-demo`` run that starts the database once more."""
+    from bot.demo import seed_demo
+
+    db = app[DB]
+    if await db.meta.find_one(DEMO_MARKER) is not None:
+        return
+    for line in await seed_demo(app[MONGO], db, app[SETTINGS]):
+        print(line, flush=True)  # what was created, one-time passwords: for the developer's terminal
+    await db.meta.update_one(DEMO_MARKER, {"$set": {"at": datetime.now(UTC)}}, upsert=True)
+
+
+def startup_steps(*, serve_requests: bool = True, seed_demo: bool = False) -> list[tuple[str, StartupStep]]:
     """Work that needs the database, run in this order after it answers. Each capability adds its own.
-    A process that serves no requests (the worker) needs no FAQ index."""
+    A process that serves no requests (the worker) needs no FAQ index (whose build starts before the
+    database answers, see ``knowledge.reload.start_prebuild``)."""
     from bot.heap import freeze_startup_heap
     from bot.settlements.migration import startup_step as identity_verification_migration
     from knowledge.reload import startup_step as build_faq_index
     from scheduling.slot_jobs import refresh_slots
 
-    steps: list[tuple[str, StartupStep]] = [("indexes", _ensure_indexes), ("slots", refresh_slots),
-                                            ("identity_verification_migration", identity_verification_migration)]
+    steps: list[tuple[str, StartupStep]] = [("indexes", _ensure_indexes)]
+    if seed_demo:
+        steps.append(("demo", seed_demo_once))
+    steps += [("slots", refresh_slots), ("identity_verification_migration", identity_verification_migration)]
     if serve_requests:
         steps.append(("faq_index", build_faq_index))
     steps.append(("heap", freeze_startup_heap))  # keep last: freezes what start-up built
@@ -71,10 +91,17 @@ def capability_contexts(settings: Settings, *, scheduler: bool, serve_requests: 
     return contexts
 
 
-async def database_context(app: web.Application, steps: list[tuple[str, StartupStep]]) -> AsyncIterator[None]:
+async def database_context(app: web.Application, steps: list[tuple[str, StartupStep]],
+                           started: EmbeddedMongo | None = None) -> AsyncIterator[None]:
+    """``started``: the embedded database, already launched by the caller (``serve`` launches it
+    before importing the application, so the two start side by side)."""
     settings = app[SETTINGS]
-    embedded: EmbeddedMongo | None = None
-    if settings.embedded_database:
+    if any(name == "faq_index" for name, _ in steps):
+        from knowledge.reload import start_prebuild
+
+        start_prebuild(app)  # in a worker thread, while the database starts
+    embedded: EmbeddedMongo | None = started
+    if settings.embedded_database and embedded is None:
         embedded = EmbeddedMongo(settings.data_dir / "mongo")
         embedded.start()  # on the main thread, see EmbeddedMongo.start
     uri = embedded.uri if embedded else settings.mongodb_uri
@@ -133,8 +160,11 @@ def jobs() -> list[Job]:
             *alarms.alarm_jobs(), *home_visit_jobs.jobs()]  # issue 16: alarms, credentials, ratings
 
 
-def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bool = True) -> web.Application:
-    """``serve_requests=False`` (``python -m bot worker``): jobs only, without the FAQ index and chat."""
+def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bool = True,
+               seed_demo: bool = False, embedded: EmbeddedMongo | None = None) -> web.Application:
+    """``serve_requests=False`` (``python -m bot worker``): jobs only, without the FAQ index and chat;
+    ``seed_demo``: seed the demo data at start when the database has none (``serve --seed-demo``);
+    ``embedded``: the embedded database, already started (stopped with the app)."""
     from handlers import setup_routes  # handlers import bot modules; keep the import one-way
     from handlers.console import setup as setup_console
 
@@ -143,8 +173,8 @@ def create_app(settings: Settings, *, scheduler: bool = True, serve_requests: bo
     app[SETTINGS] = settings
     app[READINESS] = Readiness()
     app[JOBS] = jobs() if scheduler else []
-    steps = startup_steps(serve_requests=serve_requests)
-    app.cleanup_ctx.append(functools.partial(database_context, steps=steps))
+    steps = startup_steps(serve_requests=serve_requests, seed_demo=seed_demo)
+    app.cleanup_ctx.append(functools.partial(database_context, steps=steps, started=embedded))
     app.cleanup_ctx.extend(capability_contexts(settings, scheduler=scheduler, serve_requests=serve_requests))
     setup_routes(app)
     setup_console(app)  # Jinja2 templates of the staff console

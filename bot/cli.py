@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot import worker
 from bot.config import Settings, SettingsError
-from bot.embedded import EmbeddedDatabaseError
+from bot.embedded import EmbeddedDatabaseError, EmbeddedMongo
 from bot.logs import configure_logging
 from bot.wechat import cli as wechat_cli
 
@@ -24,9 +24,18 @@ STARTABLE = ("serve", "worker")  # commands that serve or run jobs: refused in a
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.app import create_app
+    # The embedded database starts first, so its process starts while this one imports the app.
+    embedded = EmbeddedMongo(settings.data_dir / "mongo") if settings.embedded_database else None
+    if embedded is not None:
+        embedded.start()  # on the main thread, see EmbeddedMongo.start
+    try:
+        from bot.app import create_app
 
-    app = create_app(settings, scheduler=not args.no_scheduler)
+        app = create_app(settings, scheduler=not args.no_scheduler, seed_demo=args.seed_demo, embedded=embedded)
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
     log.info("starting", extra={"host": settings.host, "port": settings.port,
                                 "embedded_database": settings.embedded_database})
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
@@ -50,6 +59,7 @@ def _seed_demo(args: argparse.Namespace, settings: Settings) -> int:
 def _register_core(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="运行 Web 服务（未设置 MONGODB_URI 时同时启动嵌入式数据库）")
     serve.add_argument("--no-scheduler", action="store_true", help="不在本进程运行定时任务")
+    serve.add_argument("--seed-demo", action="store_true", help="数据库中没有演示数据时，启动时写入一次（make serve）")
     serve.set_defaults(func=_serve)
     seed = sub.add_parser("seed-demo", help="写入演示数据（可重复执行）")
     seed.set_defaults(func=_seed_demo)

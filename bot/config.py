@@ -135,6 +135,7 @@ class Settings:
     wechat_app_secret: str | None = _setting("text")
     wechat_token: str | None = _setting("text")
     wechat_encoding_aes_key: str | None = _setting("aes_key")
+    wechat_safe_mode_only: bool = _setting("bool", True)  # with an EncodingAESKey: refuse plain-mode callbacks
     wechat_api_base: str = _setting("http_url", "https://api.weixin.qq.com")
     max_active_bookings: int = _setting("positive_int", 5)
     waitlist_offer_minutes: int = _setting("positive_int", 30)

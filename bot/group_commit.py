@@ -33,22 +33,48 @@ def _error_for(write_error: dict[str, Any]) -> Exception:
     return OperationFailure(write_error.get("errmsg", "write failed"), code, write_error)
 
 
+class _Caller:
+    """One caller's ops in the queue and the future that gets their errors (None for success)."""
+
+    __slots__ = ("future", "ops")
+
+    def __init__(self, ops: list[WriteOp], future: asyncio.Future[list[Exception | None]]) -> None:
+        self.ops = ops
+        self.future = future
+
+
 class _Collection:
     def __init__(self, db: AsyncDatabase, name: str, max_batch: int, linger: float, busy_window: float) -> None:
         self.collection = db[name]
         self.max_batch = max_batch
         self.linger = linger
         self.busy_window = busy_window
-        self.pending: list[tuple[WriteOp, asyncio.Future[None]]] = []
+        self.pending: list[_Caller] = []
         self.flusher: asyncio.Task[None] | None = None
         self.last_flush_end = float("-inf")
 
     async def write(self, op: WriteOp) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((op, future))
+        (error,) = await self.write_all([op])
+        if error is not None:
+            raise error
+
+    async def write_all(self, ops: list[WriteOp]) -> list[Exception | None]:
+        """Queue ``ops`` together (never split across bulk writes) and return each one's error or None."""
+        future: asyncio.Future[list[Exception | None]] = asyncio.get_running_loop().create_future()
+        self.pending.append(_Caller(ops, future))
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.create_task(self._flush())
-        await asyncio.shield(future)  # a cancelled caller does not take the batch down with it
+        return await asyncio.shield(future)  # a cancelled caller does not take the batch down with it
+
+    def _next_batch(self) -> list[_Caller]:
+        size = 0
+        for count, caller in enumerate(self.pending):
+            size += len(caller.ops)
+            if size > self.max_batch and count:
+                batch, self.pending = self.pending[:count], self.pending[count:]
+                return batch
+        batch, self.pending = self.pending, []
+        return batch
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -56,25 +82,24 @@ class _Collection:
         # let writes issued in the same loop iteration (or, when busy, the next few ms) join this batch
         await asyncio.sleep(self.linger if busy else 0)
         while self.pending:
-            batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
+            batch = self._next_batch()
+            ops = [op for caller in batch for op in caller.ops]
             errors: dict[int, Exception] = {}
-            failure: BaseException | None = None
+            failure: Exception | None = None
             try:
-                await self.collection.bulk_write([op for op, _ in batch], ordered=False)
+                await self.collection.bulk_write(ops, ordered=False)
             except BulkWriteError as exc:
                 errors = {e["index"]: _error_for(e) for e in exc.details.get("writeErrors", [])}
                 if exc.details.get("writeConcernErrors"):
                     failure = exc
             except Exception as exc:  # the whole batch failed (network, server): every caller learns it
                 failure = exc
-            for index, (_, future) in enumerate(batch):
-                if future.done():
-                    continue
-                error = failure or errors.get(index)
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
+            index = 0
+            for caller in batch:
+                count = len(caller.ops)
+                if not caller.future.done():
+                    caller.future.set_result([failure or errors.get(i) for i in range(index, index + count)])
+                index += count
             self.last_flush_end = loop.time()
 
 
@@ -95,6 +120,29 @@ class GroupCommit:
             target = self._collections[collection] = _Collection(
                 self.db, collection, self.max_batch, self.linger, self.busy_window)
         await target.write(op)
+
+    async def write_all(self, collection: str, ops: list[WriteOp]) -> list[Exception | None]:
+        target = self._collections.get(collection)
+        if target is None:
+            target = self._collections[collection] = _Collection(
+                self.db, collection, self.max_batch, self.linger, self.busy_window)
+        return await target.write_all(ops)
+
+
+async def write_all(db: AsyncDatabase, collection: str, ops: list[WriteOp],
+                    group: GroupCommit | None = None) -> list[Exception | None]:
+    """``ops`` in one unordered bulk write (through ``group`` when given, with other callers'
+    writes): each op's error (DuplicateKeyError for a duplicate insert) or None."""
+    if group is not None:
+        return await group.write_all(collection, ops)
+    try:
+        await db[collection].bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        if exc.details.get("writeConcernErrors"):
+            return [exc] * len(ops)
+        errors = {e["index"]: _error_for(e) for e in exc.details.get("writeErrors", [])}
+        return [errors.get(index) for index in range(len(ops))]
+    return [None] * len(ops)
 
 
 async def write(db: AsyncDatabase, collection: str, op: WriteOp, group: GroupCommit | None = None) -> None:

@@ -87,6 +87,8 @@ class Reloader:
     async def run(self, interval: float = POLL_SECONDS) -> None:
         while True:
             await asyncio.sleep(interval)
+            if knowledge.installed_engine() is None:
+                continue  # the start-up step is building the first engine; a second build would only compete
             try:
                 await self.check()
             except asyncio.CancelledError:
@@ -95,9 +97,33 @@ class Reloader:
                 log.exception("FAQ reload check failed")
 
 
+PREBUILD: web.AppKey[asyncio.Task[Engine]] = web.AppKey("faq_prebuild")
+
+
+def start_prebuild(app: web.Application, data_dir: Path = DATA_DIR) -> None:
+    """Start building the engine in a worker thread at once, before the database answers (the
+    build needs it only for the version counter, which is 0 until staff edit the corpus): the
+    start-up step then installs this engine if the counter agrees, instead of building one."""
+    if knowledge.installed_engine() is None:
+        app[PREBUILD] = asyncio.create_task(asyncio.to_thread(Engine.build, data_dir, db_version=0))
+
+
 async def startup_step(app: web.Application) -> None:
     """Start-up: have the index built before /readyz says ready (an engine already built from the same
     corpus in this process is kept). The build, in a worker thread, also loads jieba's dictionary."""
+    prebuilt = app.get(PREBUILD)
+    if prebuilt is not None:
+        try:
+            engine = await prebuilt
+        except CorpusError:
+            engine = None  # the check below builds again and reports the error
+        if (engine is not None and knowledge.installed_engine() is None
+                and (engine.fingerprint, engine.db_version) == (fingerprint(), await read_version(app[DB]))):
+            knowledge.install(engine)
+            ENTRIES.set(len(engine.corpus.entries))
+            RELOADS.labels("ok").inc()
+            log.info("FAQ index built", extra={"entries": len(engine.corpus.entries), "version": engine.db_version,
+                                               "fingerprint": engine.fingerprint})
     await Reloader(app[DB]).check()
     engine = knowledge.current_engine()
     app[READINESS].detail["faq"] = {"entries": len(engine.corpus.entries), "documents": engine.index.n_docs,

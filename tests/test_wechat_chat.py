@@ -263,7 +263,7 @@ async def test_events_are_deduplicated_by_sender_time_and_event(bot, db):
     xml = message_xml(bot.openid, "event", create_time=created, Event="subscribe", EventKey="")
     first, second = await asyncio.gather(bot.send(xml), bot.send(xml))
     assert first.content == second.content == wechat_replies.WELCOME
-    assert await db.wechat_dedupe.count_documents({"_id": f"event:{bot.openid}:{created}:subscribe"}) == 1
+    assert await db.wechat_dedupe.count_documents({"_id": f"event:{bot.openid}:{created}:subscribe:"}) == 1
 
 
 @pytest.fixture
@@ -346,4 +346,5 @@ def test_dedupe_keys():
     message = {"FromUserName": "o1", "CreateTime": "123", "MsgType": "text", "MsgId": "99"}
     assert dedupe.key_for(message) == "msg:99"
     event = {"FromUserName": "o1", "CreateTime": "123", "MsgType": "event", "Event": "CLICK"}
-    assert dedupe.key_for(event) == "event:o1:123:click"
+    assert dedupe.key_for(event) == "event:o1:123:click:"
+    assert dedupe.key_for({**event, "EventKey": " MENU_HELP "}) == "event:o1:123:click:MENU_HELP"

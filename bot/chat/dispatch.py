@@ -37,7 +37,14 @@ log = logging.getLogger(__name__)
 
 SORRY = "抱歉，系统暂时繁忙，请稍后再试，或拨打 12393 医保服务热线咨询。"
 # Events after which WeChat allows customer-service messages (like a user message).
-WINDOW_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click", "scancode_push", "scancode_waitmsg"})
+WINDOW_EVENTS = frozenset({"subscribe", "subscribe_scan", "subscribe_scan_product", "scan", "click",
+                           "scancode_push", "scancode_waitmsg"})
+# Follows: wechatpy names a follow through a QR scene ``subscribe_scan`` and one through scanning a
+# product barcode or image (EventKey ``scanbarcode|…``/``scanimage|…``) ``subscribe_scan_product``.
+SUBSCRIPTION_CHANGES = {"subscribe": True, "subscribe_scan": True, "subscribe_scan_product": True,
+                        "unsubscribe": False}
+# Events the rules see under another name: a product-scan follow is welcomed like any follow.
+EVENT_ALIASES = {"subscribe_scan_product": "subscribe"}
 SHUTDOWN_GRACE_SECONDS = 5.0
 USER_WRITE_INTERVAL = 60.0  # seconds; see ChatDispatcher._record_user
 RECORDED_USERS_LIMIT = 100_000
@@ -63,6 +70,12 @@ class _Delivery:
     late: bool = False  # set by the request when the deadline passed first
 
 
+def _expire(delivery: _Delivery) -> None:
+    if not delivery.ready.done():
+        delivery.late = True
+        delivery.ready.set_result(dedupe.EMPTY)
+
+
 class ChatDispatcher:
     def __init__(self, app: web.Application, rules: Callable[[], list[Rule]], reply_timeout: float) -> None:
         self.app = app
@@ -71,33 +84,39 @@ class ChatDispatcher:
         # Claims are on the reply's path and linger at most 2 ms under load; the user record, the
         # stored outcome and the conversation state are written after the reply and may gather longer.
         self.group = GroupCommit(app[DB], linger=0.002, busy_window=0.02)
-        self.background = GroupCommit(app[DB], linger=0.02, busy_window=0.2)
+        self.background = GroupCommit(app[DB], linger=0.05, busy_window=0.5)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recorded: dict[str, float] = {}  # openid -> when this instance last stored a message time
         self._saving: dict[str, asyncio.Future[None]] = {}  # openid -> its last message's writes
 
-    async def respond(self, fields: dict[str, Any], message: BaseMessage) -> dict[str, Any]:
-        """The stored-reply dict for this delivery (see ``bot.wechat.dedupe``)."""
+    async def respond(self, fields: dict[str, Any], message: BaseMessage,
+                      nonce: tuple[str, str, str] | None = None) -> dict[str, Any]:
+        """The stored-reply dict for this delivery (see ``bot.wechat.dedupe``). ``nonce``: the
+        plain-mode request's (timestamp, nonce, body digest); ``dedupe.ReplayedError`` when that
+        pair was already used with another body."""
         db = self.app[DB]
         key = dedupe.key_for(fields)
         facts = classify(message, fields)
-        if not await dedupe.claim(db, key, self.group):
+        if not await dedupe.claim(db, key, self.group, nonce):
             CHAT_MESSAGES.labels(facts["kind"], "duplicate").inc()
             return await dedupe.wait_for_reply(db, key, self.reply_timeout) or dedupe.EMPTY
-        delivery = _Delivery(asyncio.get_running_loop().create_future())
-        task = asyncio.create_task(self._process(key, fields, message, facts, delivery))
+        loop = asyncio.get_running_loop()
+        delivery = _Delivery(loop.create_future())
+        task = loop.create_task(self._process(key, fields, message, facts, delivery))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+        # the deadline resolves ``ready`` as late unless the handler has answered first (one timer,
+        # no extra task: cheaper than wait_for on the hot path)
+        deadline = loop.call_later(self.reply_timeout, _expire, delivery)
         try:
-            reply = await asyncio.wait_for(asyncio.shield(delivery.ready), self.reply_timeout)
-        except TimeoutError:
-            if not delivery.ready.done():
-                delivery.late = True
-                CHAT_MESSAGES.labels(facts["kind"], "late").inc()
-                log.warning("chat reply late; answering success now", extra={"kind": facts["kind"]})
-                await dedupe.mark_late(db, key, self.group)
-                return dedupe.EMPTY
-            reply = delivery.ready.result()
+            reply = await asyncio.shield(delivery.ready)
+        finally:
+            deadline.cancel()
+        if delivery.late:
+            CHAT_MESSAGES.labels(facts["kind"], "late").inc()
+            log.warning("chat reply late; answering success now", extra={"kind": facts["kind"]})
+            await dedupe.mark_late(db, key, self.group)
+            return dedupe.EMPTY
         CHAT_MESSAGES.labels(facts["kind"], "replied").inc()
         return reply
 
@@ -112,7 +131,9 @@ class ChatDispatcher:
         db = self.app[DB]
         openid = fields["FromUserName"]
         event = facts.get("event")
-        subscribed = {"subscribe": True, "subscribe_scan": True, "unsubscribe": False}.get(event or "")
+        subscribed = SUBSCRIPTION_CHANGES.get(event or "")
+        if event in EVENT_ALIASES:
+            facts = {**facts, "event": EVENT_ALIASES[event]}
         # One user's messages follow each other: wait (briefly) until the previous one's state is stored.
         previous = self._saving.get(openid)
         if previous is not None and not previous.done():
@@ -151,10 +172,12 @@ class ChatDispatcher:
         the stored ``last_message_at`` is never more than that interval behind (so the 48-hour window
         is judged slightly early, never late)."""
         now = time.monotonic()
-        if subscribed is None and now - self._recorded.get(openid, float("-inf")) < USER_WRITE_INTERVAL:
+        last = self._recorded.get(openid)
+        if subscribed is None and last is not None and now - last < USER_WRITE_INTERVAL:
             return
+        # a user this instance has not recorded is tried as a new one (an insert, cheaper than an upsert)
         await users.record_interaction(self.app[DB], openid, opens_window=opens_window, subscribed=subscribed,
-                                       group=self.background)
+                                       group=self.background, new=last is None)
         if opens_window:
             if len(self._recorded) >= RECORDED_USERS_LIMIT:
                 self._recorded.clear()

@@ -5,8 +5,15 @@ reach different instances. The first delivery *claims* the message (insert into
 ``wechat_dedupe`` with a unique ``_id``); the others wait for the outcome it stores and answer the
 same.
 
-Key: ``msg:<MsgId>`` for messages, ``event:<FromUserName>:<CreateTime>:<Event>`` for events
-(which carry no MsgId).
+Key: ``msg:<MsgId>`` for messages, ``event:<FromUserName>:<CreateTime>:<Event>:<EventKey>`` for
+events (which carry no MsgId; two menu clicks in the same second differ by their EventKey).
+
+Replays. In plain mode the signature covers only token, timestamp and nonce, not the body, so a
+captured URL could be POSTed again within the 5-minute clock window with another body. The claim
+therefore also records the request's (timestamp, nonce) with a digest of its body
+(``nonce:<timestamp>:<nonce>``, in the same bulk write): a second use of the pair with the same body
+is a WeChat retry and answers like one; with another body it is refused (``ReplayedError``). Safe
+mode needs no record: ``msg_signature`` covers the encrypted body.
 
 Outcome (``wechat_replies``, same ``_id``): ``{status: "done", reply}`` once the handler answered,
 or ``{status: "late"}`` when it missed the passive-reply deadline — the caller answered ``success``
@@ -24,16 +31,17 @@ before anyone could tell a crash from a slow handler.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import IndexModel, InsertOne
+from pymongo import DeleteOne, IndexModel, InsertOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from bot.db import declare_indexes
-from bot.group_commit import GroupCommit, write
+from bot.group_commit import GroupCommit, write, write_all
 
 COLLECTION = "wechat_dedupe"
 REPLIES = "wechat_replies"
@@ -47,11 +55,17 @@ for _collection in (COLLECTION, REPLIES):
     declare_indexes(_collection, IndexModel("expires_at", expireAfterSeconds=0, name="expires_ttl"))
 
 
+class ReplayedError(Exception):
+    """A (timestamp, nonce) pair used again with a different body: refuse the request."""
+
+
 def key_for(fields: dict[str, Any]) -> str:
     """The dedupe key of a parsed callback message (see ``bot.wechat.callback.parse_xml``)."""
     sender, created = fields["FromUserName"], fields["CreateTime"].strip()
     if fields["MsgType"].strip().lower() == "event":
-        return f"event:{sender}:{created}:{str(fields.get('Event', '')).strip().lower()}"
+        event = str(fields.get("Event", "")).strip().lower()
+        event_key = fields.get("EventKey")
+        return f"event:{sender}:{created}:{event}:{event_key.strip() if isinstance(event_key, str) else ''}"
     msg_id = str(fields.get("MsgId", "")).strip()
     return f"msg:{msg_id}" if msg_id else f"msg:{sender}:{created}:{fields['MsgType'].strip().lower()}"
 
@@ -61,13 +75,33 @@ def _stamps() -> dict[str, datetime]:
     return {"at": now, "expires_at": now + TTL}
 
 
-async def claim(db: AsyncDatabase, key: str, group: GroupCommit | None = None) -> bool:
-    """True for exactly one caller per key (within ``TTL``)."""
-    try:
-        await write(db, COLLECTION, InsertOne({"_id": key, **_stamps()}), group)
-    except DuplicateKeyError:
-        return False
-    return True
+def body_digest(body: bytes | str) -> str:
+    return hashlib.blake2b(body.encode() if isinstance(body, str) else body, digest_size=16).hexdigest()
+
+
+async def claim(db: AsyncDatabase, key: str, group: GroupCommit | None = None,
+                nonce: tuple[str, str, str] | None = None) -> bool:
+    """True for exactly one caller per key (within ``TTL``). ``nonce``: the plain-mode request's
+    (timestamp, nonce, ``body_digest``), recorded in the same write; raises ``ReplayedError``
+    when the pair was used before with another body."""
+    stamps = _stamps()
+    ops = [InsertOne({"_id": key, **stamps})]
+    if nonce is not None:
+        timestamp, once, digest = nonce
+        nonce_id = f"nonce:{timestamp}:{once}"
+        ops.append(InsertOne({"_id": nonce_id, "digest": digest, **stamps}))
+    errors = await write_all(db, COLLECTION, ops, group)
+    for error in errors:
+        if error is not None and not isinstance(error, DuplicateKeyError):
+            raise error
+    claimed = errors[0] is None
+    if nonce is not None and errors[1] is not None:
+        stored = await db[COLLECTION].find_one({"_id": nonce_id}, {"digest": 1})
+        if stored is None or stored.get("digest") != nonce[2]:
+            if claimed:  # another body under a used nonce: the claim must not block the real message
+                await write(db, COLLECTION, DeleteOne({"_id": key}))
+            raise ReplayedError(nonce_id)
+    return claimed
 
 
 async def finish(db: AsyncDatabase, key: str, reply: dict[str, Any], group: GroupCommit | None = None) -> None:

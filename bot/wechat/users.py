@@ -10,18 +10,28 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from bot.group_commit import GroupCommit, write
 
 COLLECTION = "users"
 
 
-async def touch_user(db: AsyncDatabase, openid: str, *, group: GroupCommit | None = None, **fields: Any) -> None:
+async def touch_user(db: AsyncDatabase, openid: str, *, group: GroupCommit | None = None, new: bool = False,
+                     **fields: Any) -> None:
     """Create the user on first sight and record that they were seen now (and ``fields``);
-    ``group`` lets the chat group-commit it."""
+    ``group`` lets the chat group-commit it. ``new``: probably not stored yet, so try an insert first
+    (several times cheaper for the database than an upsert) and update only if the user exists."""
     now = datetime.now(UTC)
+    if new:
+        try:
+            await write(db, COLLECTION, InsertOne({"_id": openid, "first_seen": now, "last_seen": now, **fields}),
+                        group)
+            return
+        except DuplicateKeyError:
+            pass
     update = {"$setOnInsert": {"first_seen": now}, "$set": {"last_seen": now, **fields}}
     await write(db, COLLECTION, UpdateOne({"_id": openid}, update, upsert=True), group)
 
@@ -33,10 +43,10 @@ SERVICE_WINDOW = timedelta(hours=48)
 
 async def record_interaction(
     db: AsyncDatabase, openid: str, *, opens_window: bool, subscribed: bool | None = None,
-    group: GroupCommit | None = None,
+    group: GroupCommit | None = None, new: bool = False,
 ) -> None:
     """One chat message or event from ``openid``: seen now; ``opens_window`` for the kinds that
-    (re)open the 48-hour window; ``subscribed`` on subscribe/unsubscribe."""
+    (re)open the 48-hour window; ``subscribed`` on subscribe/unsubscribe; ``new`` see ``touch_user``."""
     now = datetime.now(UTC)
     fields: dict[str, Any] = {}
     if opens_window:
@@ -44,7 +54,7 @@ async def record_interaction(
     if subscribed is not None:
         fields["subscribed"] = subscribed
         fields["subscribed_at" if subscribed else "unsubscribed_at"] = now
-    await touch_user(db, openid, group=group, **fields)
+    await touch_user(db, openid, group=group, new=new, **fields)
 
 
 async def record_login(db: AsyncDatabase, openid: str, unionid: str | None = None) -> None:
