@@ -60,8 +60,8 @@ async def test_a_nursing_booking_records_the_consent_it_accepted_and_an_old_vers
     scope = consent.service_scope(NURSING_SERVICE)
     await consent.publish(db, CLINIC, scope, TEXT, published_by="desk")
 
-    def request(key: str, version: int | None) -> bookings.BookingRequest:
-        return bookings.BookingRequest(slot_id=slot_id, service_id=NURSING_SERVICE, idempotency_key=key,
+    def request(key: str, version: int | None, slot: str | None = None) -> bookings.BookingRequest:
+        return bookings.BookingRequest(slot_id=slot or slot_id, service_id=NURSING_SERVICE, idempotency_key=key,
                                        patient_id=patient["_id"], assessment=ASSESSMENT, consent_version=version)
 
     slot_id = await w.nursing_slot(days=3)
@@ -78,7 +78,8 @@ async def test_a_nursing_booking_records_the_consent_it_accepted_and_an_old_vers
     assert refused.status == 409 and refused.code == "consent_outdated"
     # a new version applies to new bookings only: the first booking keeps version 1
     assert (await db.bookings.find_one({"_id": booking["_id"]}))["consent"]["version"] == 1
-    second, _ = await bookings.create_booking(db, FAMILY, request("c3", 2), POLICY)
+    # another day: one patient holds one booking of a slot
+    second, _ = await bookings.create_booking(db, FAMILY, request("c3", 2, await w.nursing_slot(days=4)), POLICY)
     assert second["consent"]["version"] == 2
 
 

@@ -28,7 +28,7 @@ from scheduling.booking_base import Actor
 routes = web.RouteTableDef()
 
 # path → (target status, roles): exactly the JSON API's table
-_ACTIONS = {path: (target, roles) for path, target, roles, _summary, _body in ACTIONS}
+_ACTIONS = {path: (target, roles) for path, target, roles, *_ in ACTIONS}
 _AUDIT_ACTIONS = {"create": "提交预约", "transition": "状态变更", "reschedule": "改约"}
 CHANNEL_LABELS = {"subscribe": "订阅消息", "customer_service": "客服消息", "inbox": "小程序消息中心", None: "—"}
 DELIVERY_LABELS = {"pending": "待发送", "sending": "发送中", "sent": "已发送", "failed": "发送失败",
