@@ -3,12 +3,16 @@
 Day decision, in this order:
 1. an override ``close`` closes the day; an override ``open`` opens it with its own hours
    (appointment-only by default), whatever the holiday data says, even in a year it does not cover;
-2. otherwise the holiday lookup classifies the day; a year it does not cover (``NotImplementedError``
-   from chinese_calendar) gives NO slots and is reported, never guessed;
+2. otherwise the holiday lookup (``scheduling.holidays``: stored years, chinesecalendar, then the
+   provisional rules) classifies the day; a year without any data (``NotImplementedError``) gives NO
+   slots and is reported, never guessed;
 3. a make-up working day (调休上班日, a weekend that is a workday) gets weekday hours of its season;
    a statutory holiday (including the weekends inside a holiday period) is closed unless the rules say
    ``statutory_holidays: open``; an ordinary weekend gets the Saturday/Sunday hours (or none);
 4. an override ``capacity`` changes the capacity of that day's regular slots.
+
+A day of a provisional year (no official notice imported yet) gives slots marked ``provisional``;
+an override ``open`` is a staff decision and never provisional.
 
 Seasons are inclusive month-day ranges (they may wrap the year end, e.g. 10-01..04-30) and decide the
 weekday hours; ``extended_from`` marks slots starting at or after it as the extended hour (延时服务).
@@ -16,14 +20,13 @@ weekday hours; ``extended_from`` marks slots starting at or after it as the exte
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
+from scheduling.holidays import LIBRARY_CALENDAR, DayInfo, DayType, HolidayLookup
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 QUALIFIED_NURSES = "qualified_nurses"  # capacity_per_slot: the number of active qualified nurses
@@ -35,33 +38,7 @@ class RulesError(ValueError):
     """Calendar rules or an override that cannot be used; the message is Chinese, for staff."""
 
 
-class DayType(enum.Enum):
-    WORKDAY = "workday"  # an ordinary weekday or a make-up working day
-    WEEKEND = "weekend"  # an ordinary rest day
-    HOLIDAY = "holiday"  # a statutory holiday, including the weekend days inside its period
-
-
-@dataclass(frozen=True)
-class DayInfo:
-    type: DayType
-    holiday_name: str | None = None
-
-
-HolidayLookup = Callable[[date], DayInfo]  # raises NotImplementedError for a year without data
-
-
-def chinese_calendar_lookup(day: date) -> DayInfo:
-    """Holidays and 调休 from chinesecalendar; raises NotImplementedError outside its years."""
-    if chinese_calendar.is_workday(day):
-        return DayInfo(DayType.WORKDAY)
-    _, name = chinese_calendar.get_holiday_detail(day)
-    if name or day.weekday() < 5:
-        # a weekday off is always a statutory holiday (or a day in lieu), never an ordinary rest day
-        return DayInfo(DayType.HOLIDAY, name)
-    return DayInfo(DayType.WEEKEND)
-
-
-def covered(day: date, lookup: HolidayLookup = chinese_calendar_lookup) -> bool:
+def covered(day: date, lookup: HolidayLookup = LIBRARY_CALENDAR) -> bool:
     try:
         lookup(day)
     except NotImplementedError:
@@ -130,6 +107,7 @@ class SlotSpec:
     capacity: int
     appointment_only: bool = False
     extended: bool = False
+    provisional: bool = False  # the day's holiday data is provisional (no official notice yet)
 
     def slot_id(self, institution_id: str) -> str:
         return f"{institution_id}|{self.date.isoformat()}|{self.start.strftime('%H:%M')}"
@@ -140,6 +118,7 @@ class Generated:
     slots: list[SlotSpec]
     uncovered_years: frozenset[int] = field(default_factory=frozenset)
     uncovered_dates: tuple[date, ...] = ()
+    provisional_years: frozenset[int] = field(default_factory=frozenset)  # years of provisional days
 
 
 def generate(
@@ -149,7 +128,7 @@ def generate(
     *,
     capacity: int,
     overrides: Mapping[date, Override] | None = None,
-    holidays: HolidayLookup = chinese_calendar_lookup,
+    holidays: HolidayLookup = LIBRARY_CALENDAR,
     tz: ZoneInfo = SHANGHAI,
 ) -> Generated:
     """Slots for every day from ``first`` to ``last`` inclusive; ``capacity`` is the resolved
@@ -157,27 +136,33 @@ def generate(
     overrides = overrides or {}
     slots: list[SlotSpec] = []
     uncovered: list[date] = []
+    provisional: set[int] = set()
     day = first
     while day <= last:
         override = overrides.get(day)
         try:
-            slots.extend(_day_slots(rules, day, capacity, override, holidays, tz))
+            day_slots, info = _day_slots(rules, day, capacity, override, holidays, tz)
         except NotImplementedError:
             uncovered.append(day)
+        else:
+            slots.extend(day_slots)
+            if info is not None and info.provisional:
+                provisional.add(day.year)
         day += timedelta(days=1)
-    return Generated(slots, frozenset(d.year for d in uncovered), tuple(uncovered))
+    return Generated(slots, frozenset(d.year for d in uncovered), tuple(uncovered), frozenset(provisional))
 
 
 def _day_slots(
     rules: CalendarRules, day: date, capacity: int, override: Override | None,
     holidays: HolidayLookup, tz: ZoneInfo,
-) -> list[SlotSpec]:
+) -> tuple[list[SlotSpec], DayInfo | None]:
+    """The day's slots and its holiday data (None when an override decided the day alone)."""
     if override and override.action == "close":
-        return []
+        return [], None
     if override and override.action == "open":
         assert override.hours is not None
         cap = capacity if override.capacity is None else override.capacity
-        return _window_slots(rules, day, override.hours, cap, override.appointment_only, tz)
+        return _window_slots(rules, day, override.hours, cap, override.appointment_only, False, tz), None
     info = holidays(day)  # NotImplementedError: the caller records an uncovered day
     if info.type is DayType.WORKDAY:
         hours = rules.weekday_hours(day)  # weekday hours also on a make-up Saturday or Sunday
@@ -186,14 +171,15 @@ def _day_slots(
     else:
         hours = rules.regular_hours(day)
     if hours is None:
-        return []
+        return [], info
     if override and override.action == "capacity" and override.capacity is not None:
         capacity = override.capacity
-    return _window_slots(rules, day, hours, capacity, False, tz)
+    return _window_slots(rules, day, hours, capacity, False, info.provisional, tz), info
 
 
 def _window_slots(
-    rules: CalendarRules, day: date, hours: Hours, capacity: int, appointment_only: bool, tz: ZoneInfo,
+    rules: CalendarRules, day: date, hours: Hours, capacity: int, appointment_only: bool, provisional: bool,
+    tz: ZoneInfo,
 ) -> list[SlotSpec]:
     step = timedelta(minutes=rules.slot_minutes)
     start = datetime.combine(day, hours.open, tzinfo=tz)
@@ -205,7 +191,7 @@ def _window_slots(
         end = start + step
         if not any(start < b_end and b_start < end for b_start, b_end in breaks):
             extended = rules.extended_from is not None and start.time() >= rules.extended_from
-            slots.append(SlotSpec(day, start, end, capacity, appointment_only, extended))
+            slots.append(SlotSpec(day, start, end, capacity, appointment_only, extended, provisional))
         start = end
     return slots
 

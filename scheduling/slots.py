@@ -10,6 +10,8 @@ today on that the rules no longer produce:
   their slot (staff see them in ``kept_with_bookings`` and contact the families), nobody can take it
   again, and residents no longer see it. Once its bookings are gone the next run withdraws it.
 Runs for one institution are serialised by a lease so two regenerations cannot interleave.
+The holiday data is read from the database under the lock (``scheduling.holidays``), so a run after an
+import of a year uses it; each slot stores ``provisional`` (its day's holiday data is not official yet).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from bot import leases
 from bot.db import declare_indexes
+from scheduling import holidays as holidays_store
 from scheduling import institutions as institutions_store
 from scheduling import nurses as nurses_store
 from scheduling import overrides as overrides_store
@@ -35,10 +38,10 @@ from scheduling.calendar import (
     WINDOWS,
     CalendarRules,
     HolidayLookup,
-    chinese_calendar_lookup,
     covered,
     generate,
 )
+from scheduling.holidays import LIBRARY_CALENDAR
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ def slot_view(slot: dict[str, Any]) -> dict[str, Any]:
         "remaining": max(slot["capacity"] - slot.get("booked", 0), 0),
         "appointment_only": bool(slot.get("appointment_only")),
         "extended": bool(slot.get("extended")),
+        "provisional": bool(slot.get("provisional")),
     }
 
 
@@ -106,11 +110,13 @@ class GenerationReport:
     withdrawn: int = 0
     kept_with_bookings: list[str] = field(default_factory=list)  # slot ids removed by rules, still booked
     uncovered_years: list[int] = field(default_factory=list)
+    provisional_years: list[int] = field(default_factory=list)  # years whose slots are provisional
 
     def summary(self) -> dict[str, Any]:
-        return {"first": self.first.isoformat(), "last": self.last.isoformat(), "slots": self.upserted,
-                "withdrawn": self.withdrawn, "kept_with_bookings": self.kept_with_bookings,
-                "uncovered_years": self.uncovered_years}
+        return {"institution_id": self.institution_id, "first": self.first.isoformat(),
+                "last": self.last.isoformat(), "slots": self.upserted, "withdrawn": self.withdrawn,
+                "kept_with_bookings": self.kept_with_bookings, "uncovered_years": self.uncovered_years,
+                "provisional_years": self.provisional_years}
 
 
 def horizon_days_of(rules: CalendarRules, default_horizon_days: int) -> int:
@@ -131,11 +137,12 @@ async def generate_slots(
     today: date | None = None,
     *,
     default_horizon_days: int = DEFAULT_HORIZON_DAYS,
-    holidays: HolidayLookup = chinese_calendar_lookup,
+    holidays: HolidayLookup | None = None,
 ) -> GenerationReport:
     """(Re)generate the institution's slots from ``today`` over its horizon. Idempotent; never
-    touches ``booked``. ``RulesError`` if its stored calendar rules are unusable; ``LookupError`` if
-    the institution does not exist."""
+    touches ``booked``. ``holidays``: the lookup to use, by default the holiday calendar stored in the
+    database. ``RulesError`` if its stored calendar rules are unusable; ``LookupError`` if the
+    institution does not exist."""
     institution_id = institution if isinstance(institution, str) else institution["_id"]
     holder = uuid.uuid4().hex
     await _lock(db, institution_id, holder)
@@ -144,7 +151,8 @@ async def generate_slots(
         current = await institutions_store.get_institution(db, institution_id)
         if current is None:
             raise LookupError(f"no institution {institution_id}")
-        return await _generate_locked(db, current, today or today_local(), default_horizon_days, holidays)
+        lookup = holidays if holidays is not None else await holidays_store.load_calendar(db)
+        return await _generate_locked(db, current, today or today_local(), default_horizon_days, lookup)
     finally:
         await leases.release(db, _lock_name(institution_id), holder)
 
@@ -159,7 +167,8 @@ async def _generate_locked(db: AsyncDatabase, institution: dict[str, Any], today
     capacity = await resolve_capacity(db, institution, rules)
     generated = generate(rules, today, last, capacity=capacity, overrides=overrides, holidays=holidays)
 
-    report = GenerationReport(institution_id, today, last, uncovered_years=sorted(generated.uncovered_years))
+    report = GenerationReport(institution_id, today, last, uncovered_years=sorted(generated.uncovered_years),
+                              provisional_years=sorted(generated.provisional_years))
     now = datetime.now(UTC)
     operations = []
     for spec in generated.slots:
@@ -169,7 +178,7 @@ async def _generate_locked(db: AsyncDatabase, institution: dict[str, Any], today
                       "date": spec.date.isoformat(), "start": spec.start.astimezone(UTC),
                       "end": spec.end.astimezone(UTC), "capacity": spec.capacity,
                       "appointment_only": spec.appointment_only, "extended": spec.extended,
-                      "status": OPEN, "removed_by_rules": False, "generated_at": now},
+                      "provisional": spec.provisional, "status": OPEN, "removed_by_rules": False, "generated_at": now},
              "$setOnInsert": {"booked": 0}},
             upsert=True,
         ))
@@ -218,18 +227,32 @@ async def _lock(db: AsyncDatabase, institution_id: str, holder: str) -> None:
 
 # --- coverage of the holiday data -----------------------------------------------------------------
 
-def uncovered_years(first: date, last: date, holidays: HolidayLookup = chinese_calendar_lookup) -> list[int]:
-    """Years touching ``first``..``last`` that the holiday data does not cover."""
-    return [year for year in range(first.year, last.year + 1)
-            if not covered(max(first, date(year, 1, 1)), holidays)]
+def _years(first: date, last: date) -> list[tuple[int, date]]:
+    """Each year touching ``first``..``last`` with its first day inside the range."""
+    return [(year, max(first, date(year, 1, 1))) for year in range(first.year, last.year + 1)]
 
 
-def covered_until(today: date, holidays: HolidayLookup = chinese_calendar_lookup,
+def uncovered_years(first: date, last: date, holidays: HolidayLookup = LIBRARY_CALENDAR) -> list[int]:
+    """Years touching ``first``..``last`` without any holiday data (neither official nor provisional)."""
+    return [year for year, day in _years(first, last) if not covered(day, holidays)]
+
+
+def provisional_years(first: date, last: date, holidays: HolidayLookup = LIBRARY_CALENDAR) -> list[int]:
+    """Years touching ``first``..``last`` whose holiday data is provisional (no official notice)."""
+    return [year for year, day in _years(first, last) if covered(day, holidays) and holidays(day).provisional]
+
+
+def _official(day: date, holidays: HolidayLookup) -> bool:
+    return covered(day, holidays) and not holidays(day).provisional
+
+
+def covered_until(today: date, holidays: HolidayLookup = LIBRARY_CALENDAR,
                   lookahead_years: int = 5) -> date | None:
-    """The last day of the last consecutively covered year from ``today``; None if today is not covered."""
-    if not covered(today, holidays):
+    """The last day of the last consecutive year from ``today`` with official holiday data; None if
+    today's year has none."""
+    if not _official(today, holidays):
         return None
     year = today.year
-    while year < today.year + lookahead_years and covered(date(year + 1, 1, 1), holidays):
+    while year < today.year + lookahead_years and _official(date(year + 1, 1, 1), holidays):
         year += 1
     return date(year, 12, 31)

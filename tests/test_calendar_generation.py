@@ -1,5 +1,5 @@
 """The pure slot generator: seasons, Saturdays, statutory holidays and 调休 from chinesecalendar,
-overrides, month and year ends, and years without holiday data."""
+overrides, month and year ends, provisional years and years without any holiday data."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from scheduling.calendar import (
     Hours,
     Override,
     RulesError,
-    chinese_calendar_lookup,
     covered,
     generate,
     parse_rules,
 )
+from scheduling.holidays import LIBRARY_CALENDAR
 from scheduling.seed import demo_institutions
 
 CENTRE = parse_rules(next(i for i in demo_institutions() if i["kind"] == "centre")["calendar"])
@@ -39,12 +39,13 @@ def every_weekday_is_a_workday(day: date) -> DayInfo:
     return DayInfo(DayType.WORKDAY if day.weekday() < 5 else DayType.WEEKEND)
 
 
-def test_chinesecalendar_covers_2026_and_not_2027():
-    # the installed chinesecalendar (1.11.0) has data up to 2026; 2027 must be reported, not guessed
-    assert covered(date(2026, 12, 31))
-    assert not covered(date(2027, 1, 1))
+def test_chinesecalendar_covers_2026_and_2027_is_provisional():
+    # the installed chinesecalendar (1.11.0) has data up to 2026; 2027 comes from the rules, marked provisional
     with pytest.raises(NotImplementedError):
         chinese_calendar.is_workday(date(2027, 1, 4))
+    assert covered(date(2026, 12, 31)) and not LIBRARY_CALENDAR(date(2026, 12, 31)).provisional
+    assert covered(date(2027, 1, 1)) and LIBRARY_CALENDAR(date(2027, 1, 4)).provisional
+    assert not covered(date(2101, 1, 3))  # beyond what even the rules compute
 
 
 @pytest.mark.parametrize(("day", "kind"), [
@@ -57,7 +58,7 @@ def test_chinesecalendar_covers_2026_and_not_2027():
     (date(2026, 10, 4), DayType.HOLIDAY),  # Sunday inside the National Day holiday
 ])
 def test_lookup_classifies_days(day, kind):
-    assert chinese_calendar_lookup(day).type is kind
+    assert LIBRARY_CALENDAR(day).type is kind
 
 
 def test_winter_weekday_has_the_extended_hour():
@@ -155,18 +156,27 @@ def test_january_and_february_month_ends():
     assert len([s for s in generated.slots if s.date == date(2026, 1, 31)]) == 6  # ordinary Saturday
 
 
-def test_year_end_into_a_year_without_data_is_reported_not_guessed():
+def test_year_end_into_a_provisional_year_gives_provisional_slots():
     generated = generate(CENTRE, date(2026, 12, 28), date(2027, 1, 6), capacity=4)
-    assert {s.date.year for s in generated.slots} == {2026}
-    assert {s.date for s in generated.slots} == {date(2026, 12, d) for d in (28, 29, 30, 31)}
-    assert generated.uncovered_years == frozenset({2027})
-    assert generated.uncovered_dates == tuple(date(2027, 1, d) for d in range(1, 7))
+    # 2027-01-01..03 is 元旦 by rule (the weekend next to it included); then ordinary weekdays
+    assert sorted({s.date for s in generated.slots}) == [
+        *(date(2026, 12, d) for d in (28, 29, 30, 31)), *(date(2027, 1, d) for d in (4, 5, 6))]
+    assert all(s.provisional == (s.date.year == 2027) for s in generated.slots)
+    assert generated.uncovered_years == frozenset()
+    assert generated.provisional_years == frozenset({2027})
+
+
+def test_year_end_into_a_year_without_data_is_reported_not_guessed():
+    generated = generate(CENTRE, date(2100, 12, 27), date(2101, 1, 5), capacity=4)
+    assert {s.date.year for s in generated.slots} == {2100}
+    assert generated.uncovered_years == frozenset({2101})
+    assert generated.uncovered_dates == tuple(date(2101, 1, d) for d in range(1, 6))
 
 
 def test_uncovered_year_also_for_rules_open_on_holidays():
-    generated = generate(NURSING, date(2026, 12, 31), date(2027, 1, 1), capacity=3)
-    assert {s.date for s in generated.slots} == {date(2026, 12, 31)}
-    assert generated.uncovered_years == frozenset({2027})
+    generated = generate(NURSING, date(2100, 12, 31), date(2101, 1, 1), capacity=3)
+    assert {s.date for s in generated.slots} == {date(2100, 12, 31)}
+    assert generated.uncovered_years == frozenset({2101})
 
 
 def test_override_close_open_and_capacity():
@@ -196,7 +206,7 @@ def test_override_opens_a_statutory_holiday_with_appointment_only_slots():
 
 
 def test_override_covers_a_day_without_holiday_data():
-    opened, closed = date(2027, 1, 4), date(2027, 1, 5)
+    opened, closed = date(2101, 1, 4), date(2101, 1, 5)
     generated = generate(CENTRE, opened, closed, capacity=4, overrides={
         opened: Override(opened, "open", Hours(time(9), time(10)), appointment_only=False),
         closed: Override(closed, "close"),
@@ -207,7 +217,16 @@ def test_override_covers_a_day_without_holiday_data():
     # a capacity override alone does not say whether the day is open: still uncovered
     generated = generate(CENTRE, opened, opened, capacity=4,
                          overrides={opened: Override(opened, "capacity", capacity=1)})
-    assert generated.slots == [] and generated.uncovered_years == frozenset({2027})
+    assert generated.slots == [] and generated.uncovered_years == frozenset({2101})
+
+
+def test_an_override_open_day_of_a_provisional_year_is_not_provisional():
+    sunday = date(2027, 1, 10)
+    slots = day_slots(CENTRE, sunday, overrides={sunday: Override(sunday, "open", Hours(time(9), time(10)))})
+    assert len(slots) == 2 and not any(s.provisional for s in slots)
+    monday = date(2027, 1, 11)
+    capped = day_slots(CENTRE, monday, overrides={monday: Override(monday, "capacity", capacity=1)})
+    assert capped and all(s.provisional and s.capacity == 1 for s in capped)
 
 
 def test_fake_lookup_can_replace_chinese_calendar():

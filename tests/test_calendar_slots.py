@@ -1,5 +1,5 @@
 """Slot storage on the real database: regeneration never touches booked counts, overrides,
-capacity from nurses, years without holiday data in /readyz and the metric."""
+capacity from nurses, provisional years, years without holiday data in /readyz and the metric."""
 
 from __future__ import annotations
 
@@ -115,7 +115,14 @@ async def test_nursing_capacity_follows_active_qualified_nurses(mongo_client, db
 
 async def test_year_without_holiday_data_gets_no_slots(mongo_client, db, settings):
     await seeded(mongo_client, db, settings)
-    report = await slots.generate_slots(db, CENTRE_ID, date(2026, 12, 25), default_horizon_days=14)
+
+    def data_until_2026(day: date) -> DayInfo:
+        if day.year > 2026:
+            raise NotImplementedError
+        return DayInfo(DayType.WORKDAY if day.weekday() < 5 else DayType.WEEKEND)
+
+    report = await slots.generate_slots(db, CENTRE_ID, date(2026, 12, 25), default_horizon_days=14,
+                                        holidays=data_until_2026)
     assert report.uncovered_years == [2027]
     dates = await db.slots.distinct("date", {"institution_id": CENTRE_ID, "date": {"$gte": "2026-12-25"}})
     assert dates and max(dates) == "2026-12-31"
@@ -138,7 +145,7 @@ async def test_coverage_is_published_in_readiness_and_the_gauge(mongo_client, db
         return DayInfo(DayType.WORKDAY if day.weekday() < 5 else DayType.WEEKEND)
 
     coverage = await refresh_all(db, 14, date(2026, 12, 25), data_until_2026)
-    assert coverage.uncovered_years == [2027]
+    assert coverage.uncovered_years == [2027] and coverage.provisional_years == []
     assert coverage.covered_until == date(2026, 12, 31)
     app = web.Application()
     app[READINESS] = Readiness()
@@ -166,6 +173,7 @@ async def test_readyz_reports_uncovered_years_inside_the_horizon(make_client, db
     expected = sorted({d.year for d in (today + timedelta(days=n) for n in range(60)) if not covered(d)})
     assert body["status"] == "ready"
     assert body["detail"]["calendar_uncovered_years"] == expected
+    assert isinstance(body["detail"]["calendar_provisional_years"], list)
     if expected:
         metrics = await (await client.get("/metrics")).text()
         assert f'calendar_uncovered_year{{year="{expected[0]}"}} 1.0' in metrics

@@ -77,8 +77,10 @@ async def test_institutions_and_kind_filter(api):
     hospital = next(i for i in body["institutions"] if i["id"] == HOSPITAL_ID)
     assert hospital["service_area"][0]["district"] == "婺城区" and hospital["cancel_deadline_hours"] == 4
     response = await api.get("/api/v1/institutions?kind=hospital", headers=headers)
-    assert response.status == 400 and await error_code(response) == "invalid_kind"
-    assert "centre" in (await response.json())["error"]["message"]
+    assert response.status == 400 and await error_code(response) == "invalid_parameter"
+    assert "机构类型" in (await response.json())["error"]["message"]
+    response = await api.get("/api/v1/institutions?kind=", headers=headers)
+    assert response.status == 200 and len((await response.json())["institutions"]) == 3
 
 
 async def test_services_of_each_institution(api):
@@ -114,7 +116,9 @@ async def test_slots_of_the_coming_days(api):
     assert body["date_from"] == tomorrow.isoformat() and body["date_to"] == last.isoformat()
     assert body["slots"], "a week always has working days or Saturday mornings unless it lacks holiday data"
     for slot in body["slots"]:
-        assert set(slot) >= {"id", "start", "end", "capacity", "remaining", "date", "appointment_only"}
+        assert set(slot) >= {"id", "start", "end", "capacity", "remaining", "date", "appointment_only",
+                             "provisional"}
+        assert slot["provisional"] is (int(slot["date"][:4]) > 2026)  # chinesecalendar ends with 2026
         assert slot["start"].endswith("+08:00") and slot["remaining"] == slot["capacity"] == 4
         assert tomorrow.isoformat() <= slot["date"] <= last.isoformat()
     starts = [s["start"] for s in body["slots"]]
@@ -137,32 +141,51 @@ async def test_full_slot_shows_zero_remaining(api, db):
     assert next(s for s in body["slots"] if s["id"] == slot_id)["remaining"] == 0
 
 
-SLOT_QUERY_ERRORS = [
-    ("", "missing_institution_id"),
-    (f"institution_id={CENTRE_ID}&service_id=nursing-stoma", "service_not_offered"),
-    (f"institution_id={HOSPITAL_ID}&service_id=no-such-service", "service_not_offered"),
-    (f"institution_id={CENTRE_ID}&date_from=2026/12/01", "invalid_date"),
-    (f"institution_id={CENTRE_ID}&date_from=20261201", "invalid_date"),
-    (f"institution_id={CENTRE_ID}&date_from=2026-02-30", "invalid_date"),
-    (f"institution_id={CENTRE_ID}&date_from=2026-12-10&date_to=2026-12-01", "invalid_date_range"),
-    (f"institution_id={CENTRE_ID}&date_from=2026-12-01&date_to=2027-01-01", "date_range_too_long"),
-]
+def slot_query_errors() -> list[tuple[str, str, str | None]]:
+    """(query, error code, field) of refused slot queries; dates relative to today."""
+    today = slots.today_local()
+    return [
+        ("", "invalid_parameter", "institution_id"),
+        (f"institution_id={CENTRE_ID}&service_id=nursing-stoma", "service_not_offered", None),
+        (f"institution_id={HOSPITAL_ID}&service_id=no-such-service", "service_not_offered", None),
+        (f"institution_id={CENTRE_ID}&date_from=2026/12/01", "invalid_parameter", "date_from"),
+        (f"institution_id={CENTRE_ID}&date_from=20261201", "invalid_parameter", "date_from"),
+        (f"institution_id={CENTRE_ID}&date_from=2026-02-30", "invalid_parameter", "date_from"),
+        (f"institution_id={CENTRE_ID}&date_from=９９９９-12-31", "invalid_parameter", "date_from"),
+        # dates that exist but no slot query can mean: outside a year around today (no 500 on date overflow)
+        (f"institution_id={CENTRE_ID}&date_from=9999-12-31", "invalid_parameter", "date_from"),
+        (f"institution_id={CENTRE_ID}&date_to=9999-12-31", "invalid_parameter", "date_to"),
+        (f"institution_id={CENTRE_ID}&date_from=0001-01-01", "invalid_parameter", "date_from"),
+        (f"institution_id={CENTRE_ID}&date_from={today + timedelta(days=367)}", "invalid_parameter", "date_from"),
+        (f"institution_id={CENTRE_ID}&date_from={today + timedelta(days=9)}&date_to={today}",
+         "invalid_date_range", None),
+        (f"institution_id={CENTRE_ID}&date_from={today}&date_to={today + timedelta(days=31)}",
+         "date_range_too_long", None),
+    ]
 
 
 async def test_slot_query_errors_are_chinese_400s(api):
     headers = await login(api)
-    for query, code in SLOT_QUERY_ERRORS:
+    for query, code, field in slot_query_errors():
         response = await api.get(f"/api/v1/slots?{query}", headers=headers)
         body = await response.json()
         assert (response.status, body["error"]["code"]) == (400, code), query
         assert any("\u4e00" <= ch <= "\u9fff" for ch in body["error"]["message"])
+        if field:
+            assert body["error"]["details"]["field"] == field, query
+    response = await api.get(f"/api/v1/slots?institution_id={CENTRE_ID}&date_from=9999-12-31", headers=headers)
+    assert "今天前后 366 天之内" in (await response.json())["error"]["message"]
 
 
 async def test_slot_query_accepts_exactly_31_days_and_unknown_institution_is_404(api):
     headers = await login(api)
-    response = await api.get(f"/api/v1/slots?institution_id={CENTRE_ID}&date_from=2026-12-01&date_to=2026-12-31",
-                             headers=headers)
+    today = slots.today_local()
+    response = await api.get(f"/api/v1/slots?institution_id={CENTRE_ID}&date_from={today}"
+                             f"&date_to={today + timedelta(days=30)}", headers=headers)
     assert response.status == 200
+    response = await api.get(f"/api/v1/slots?institution_id={CENTRE_ID}&date_from=&service_id=", headers=headers)
+    assert response.status == 200  # empty parameters mean "not given"
+    assert (await response.json())["date_from"] == today.isoformat()
     response = await api.get("/api/v1/slots?institution_id=nowhere", headers=headers)
     assert response.status == 404
 
@@ -219,7 +242,8 @@ async def test_open_override_publishes_appointment_only_slots(api):
 
 
 INVALID_OVERRIDES = [
-    ({"action": "close", "reason": "x"}, "invalid_date"),
+    ({"action": "close", "reason": "x"}, "invalid_override"),
+    ({"date": "2026-02-30", "action": "close", "reason": "x"}, "invalid_override"),
     ({"date": "2020-01-01", "action": "close", "reason": "x"}, "invalid_override_date"),
     ({"date": "DAY", "action": "shut", "reason": "x"}, "invalid_override"),
     ({"date": "DAY", "action": "close"}, "invalid_override"),
@@ -316,7 +340,7 @@ INVALID_NURSES = [
     {"name": "钱芳", "phone": "13700000007", "title": "护师", "years_of_practice": "5"},
     {"name": "", "phone": "13700000007", "title": "护师", "years_of_practice": 5},
     {"name": "钱芳", "phone": "13700000007", "title": "护师", "years_of_practice": 5, "skills": ["美容"]},
-    {"name": "钱芳", "phone": "13700000007", "title": "护师", "years_of_practice": 5, "qualified": True},
+    {"name": "钱芳", "phone": "13700000007", "title": "护师", "years_of_practice": True},
 ]
 
 
@@ -325,6 +349,10 @@ async def test_invalid_nurse_fields(api):
     for payload in INVALID_NURSES:
         response = await api.post(nurses_path(HOSPITAL_ID), headers=headers, json=payload)
         assert (response.status, await error_code(response)) == (400, "invalid_nurse"), payload
+    # a field the API does not take (qualified is derived) is named, not silently dropped
+    response = await api.post(nurses_path(HOSPITAL_ID), headers=headers, json={
+        "name": "钱芳", "phone": "13700000007", "title": "护师", "years_of_practice": 5, "qualified": True})
+    assert (response.status, await error_code(response)) == (400, "unknown_fields")
 
 
 async def test_nurse_permissions(api):
@@ -359,11 +387,19 @@ async def test_openapi_documents_every_catalogue_endpoint(api):
         "/api/v1/staff/institutions/{institution_id}/calendar/overrides/{date}": {"delete"},
         "/api/v1/staff/institutions/{institution_id}/nurses": {"get", "post"},
         "/api/v1/staff/institutions/{institution_id}/nurses/{nurse_id}": {"patch"},
+        "/api/v1/staff/calendar/holidays": {"get"},
+        "/api/v1/staff/calendar/holidays/{year}": {"get", "put"},
     }
     for path, methods in expected.items():
         assert methods <= set(document["paths"][path]), path
-    for name in ("Institution", "Service", "Slot", "CalendarOverride", "Nurse", "NurseInput", "Regeneration"):
-        assert name in document["components"]["schemas"]
+    schemas = document["components"]["schemas"]
+    for name in ("Institution", "Service", "Slot", "CalendarOverride", "Nurse", "NurseInput", "Regeneration",
+                 "HolidayYearIn", "HolidayImport", "AffectedBooking"):
+        assert name in schemas
+    assert "provisional" in schemas["Slot"]["required"]
+    parameters = {p["name"]: p for p in document["paths"]["/api/v1/slots"]["get"]["parameters"]}
+    assert parameters["institution_id"]["required"] and parameters["date_from"]["schema"]["anyOf"][0] == {
+        "type": "string", "format": "date"}
 
 
 # --- demo seeding -----------------------------------------------------------------------------------
