@@ -71,6 +71,58 @@ def to_openapi_31(node: Any) -> Any:
     return result
 
 
+def _admits_null(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    return any(isinstance(branch, dict) and _admits_null(branch)
+               for branch in [*schema.get("anyOf", []), *schema.get("oneOf", [])])
+
+
+def without_unsendable_defaults(node: Any) -> Any:
+    """pydantic writes ``"default": null`` for a field that may be left out but not sent as null
+    (``name: str = Field(None)``: absent means "unchanged"). A default the schema itself refuses is
+    invalid OpenAPI 3.1 and tells clients to send null, so it is dropped: leaving the field out says it."""
+    if isinstance(node, list):
+        return [without_unsendable_defaults(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: without_unsendable_defaults(value) for key, value in node.items()}
+    if "default" in converted and converted["default"] is None and "$ref" not in converted \
+            and not _admits_null(converted):
+        del converted["default"]
+    if "default" in converted and converted["default"] is None and "$ref" in converted:
+        del converted["default"]
+    return converted
+
+
+def _renamed_refs(node: Any, renames: dict[str, str]) -> Any:
+    if isinstance(node, list):
+        return [_renamed_refs(item, renames) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _renamed_refs(value, renames) for key, value in node.items()}
+    ref = converted.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_SCHEMA_PREFIX) and ref[len(_SCHEMA_PREFIX):] in renames:
+        converted["$ref"] = _SCHEMA_PREFIX + renames[ref[len(_SCHEMA_PREFIX):]]
+    return converted
+
+
+_SCHEMA_PREFIX = "#/components/schemas/"
+
+
+def _without_collisions(spec: dict[str, Any], schemas: dict[str, Any], module: ModuleType) -> dict[str, Any]:
+    """Two modules may each name a model ``ResolveIn``: the later one's schemas that differ from one
+    already in the document are renamed after the module (``VisitsResolveIn``) and its references
+    follow, so one module's operation is never described by another's model."""
+    prefix = "".join(part.title() for part in module.__name__.rsplit(".", 1)[-1].split("_"))
+    renames = {name: f"{prefix}{name}" for name, schema in spec.get("schemas", {}).items()
+               if name in schemas and schemas[name] != schema}
+    return _renamed_refs(spec, renames) | {"schemas": {renames.get(name, name): schema for name, schema in
+                                                       _renamed_refs(spec.get("schemas", {}), renames).items()}} \
+        if renames else spec
+
+
 def build_document(modules: list[ModuleType]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
@@ -79,6 +131,7 @@ def build_document(modules: list[ModuleType]) -> dict[str, Any]:
         spec = api.openapi() if api is not None else to_openapi_31(getattr(module, "OPENAPI", None))
         if not spec:
             continue
+        spec = _without_collisions(without_unsendable_defaults(spec), schemas, module)
         for path, operations in spec.get("paths", {}).items():
             paths.setdefault(path, {}).update(operations)
         schemas.update(spec.get("schemas", {}))

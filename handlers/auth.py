@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.accounts import sessions
 from bot.endpoints import Api, Body
@@ -36,6 +36,9 @@ async def current_resident(request: web.Request) -> str:
 
 
 class DevLogin(Body):
+    # an identifier is taken as sent: "resident-1\n" is refused, not trimmed into another resident's openid
+    model_config = ConfigDict(str_strip_whitespace=False)
+
     openid: str = Field(min_length=1, max_length=64, pattern=OPENID_PATTERN, title="openid",
                         description="1 到 64 位字母、数字、下划线或连字符", examples=["demo-resident"])
 

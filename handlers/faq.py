@@ -93,7 +93,8 @@ class Categories(BaseModel):
 
 
 class SearchIn(Query):
-    q: str | None = Field(None, description="搜索内容（最多 500 字）")
+    q: str = Field(min_length=1, max_length=knowledge.MAX_QUESTION_CHARS, pattern=r"\S",
+                   description="搜索内容（最多 500 字，不能只有空白）")
 
 
 class SearchHit(FaqSuggestion):
@@ -145,7 +146,7 @@ async def categories(request: web.Request) -> dict:
 
 
 @api.get("/api/v1/faq/search", summary="搜索问答（搜索框用，最多 10 条）", query=SearchIn, response=SearchResults,
-         errors={400: "缺少搜索内容或超过 500 字"})
+         invalid_code="invalid_question", errors={400: "缺少搜索内容、只有空白或超过 500 字（invalid_question）"})
 async def search(request: web.Request, query: SearchIn) -> dict:
     return {"results": knowledge.search(_question(query.q, field="q"), 10)}
 

@@ -6,7 +6,7 @@ Login goes through ``bot.accounts.login.sign_in``: throttled per account and per
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -107,7 +107,7 @@ async def logout(request: web.Request) -> web.Response:
 
 class LoginLogQuery(Query):
     username: str | None = Field(None, max_length=64, description="只看该用户名")
-    outcome: str | None = Field(None, json_schema_extra={"enum": list(login_log.OUTCOME_LABELS)})
+    outcome: Literal[tuple(login_log.OUTCOME_LABELS)] | None = None  # type: ignore[valid-type]
     skip: QueryInt = Field(0, ge=0, le=100_000)
     limit: QueryInt = Field(50, ge=1, le=200)
 

@@ -30,10 +30,11 @@ from bot.accounts.staff import ADMIN, CENTRE_STAFF, CLINIC_STAFF, StaffMember
 from bot.db import declare_indexes, in_transaction
 from bot.errors import ApiError, bad_request, not_found
 from bot.notify import outbox
-from scheduling import calendar
+from scheduling import holidays
 from scheduling import transitions as t
 from scheduling.booking_base import BOOKINGS, local, notification_payload
-from scheduling.calendar import SHANGHAI, DayInfo, DayType
+from scheduling.calendar import SHANGHAI
+from scheduling.holidays import DayInfo, DayType, HolidayCalendar
 
 RATINGS, INVITATIONS, FOLLOW_UPS = "ratings", "rating_invitations", "rating_follow_ups"
 LEVELS = ("非常满意", "满意", "基本满意", "不满意", "非常不满意")
@@ -63,10 +64,16 @@ CASE_NOT_FOUND = not_found("找不到该回访工单", "follow_up_not_found")
 # ---------------------------------------------------------------- working days (pure)
 
 
-def holiday_lookup() -> Callable[[date], DayInfo]:
-    """The holiday calendar used for deadlines: one place to repoint when the stored calendar
-    (scheduling/holidays.py) replaces the chinesecalendar lookup."""
-    return calendar.chinese_calendar_lookup
+def holiday_lookup(stored: HolidayCalendar | None = None) -> Callable[[date], DayInfo]:
+    """The holiday calendar used for deadlines: the stored calendar (``scheduling.holidays``: stored
+    years first, then chinesecalendar, then the provisional rules) when given, else the same lookup
+    without the database's years."""
+    return stored if stored is not None else holidays.LIBRARY_CALENDAR
+
+
+async def stored_holiday_lookup(db: AsyncDatabase) -> Callable[[date], DayInfo]:
+    """The holiday calendar as stored (what staff imported), for deadlines computed with a database."""
+    return holiday_lookup(await holidays.load_calendar(db))
 
 
 def is_working_day(day: date, lookup: Callable[[date], DayInfo]) -> bool:
@@ -150,6 +157,7 @@ async def rate(db: AsyncDatabase, openid: str, booking_id: str, *, level: Any, t
     if booking["status"] != t.COMPLETED:
         raise ApiError(409, "not_completed", "服务完成后才能评价")
     entry = {"at": now, "level": level, "score": SCORES[level], "tags": tags, "comment": comment}
+    lookup = await stored_holiday_lookup(db) if level in BAD else None
 
     async def work(session: AsyncClientSession) -> dict[str, Any]:
         existing = await db[RATINGS].find_one({"_id": booking_id}, session=session)
@@ -169,14 +177,15 @@ async def rate(db: AsyncDatabase, openid: str, booking_id: str, *, level: Any, t
             rating = await db[RATINGS].find_one({"_id": booking_id}, session=session)
         await outbox.cancel(db, f"rating_invite:{booking_id}:2", session=session)
         if level in BAD:
-            await _open_case(db, session, booking, rating, now)
+            await _open_case(db, session, booking, rating, now, lookup)
         return rating
 
     return await in_transaction(db.client, work)
 
 
 async def _open_case(db: AsyncDatabase, session: AsyncClientSession, booking: dict[str, Any],
-                     rating: dict[str, Any], now: datetime) -> None:
+                     rating: dict[str, Any], now: datetime,
+                     lookup: Callable[[date], DayInfo] | None = None) -> None:
     """One case per booking: a later bad rating of the same booking updates the open case."""
     opened_on = now.astimezone(SHANGHAI).date()
     existing = await db[FOLLOW_UPS].find_one({"_id": booking["_id"]}, session=session)
@@ -189,7 +198,7 @@ async def _open_case(db: AsyncDatabase, session: AsyncClientSession, booking: di
         "kind": booking["kind"], "openid": booking["openid"], "service_name": booking.get("service_name", ""),
         "nurse_id": booking.get("nurse_id"), "level": rating["level"], "tags": rating["tags"],
         "comment": rating["comment"], "opened_at": now, "opened_on": opened_on.isoformat(),
-        "deadline": add_working_days(opened_on, FOLLOW_UP_WORKING_DAYS).isoformat(), "status": OPEN,
+        "deadline": add_working_days(opened_on, FOLLOW_UP_WORKING_DAYS, lookup).isoformat(), "status": OPEN,
         "contacts": [], "fix": None, "result": None, "resolved_at": None}, session=session)
 
 

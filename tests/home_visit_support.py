@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.accounts.staff import StaffMember
@@ -41,11 +42,20 @@ async def confirmed_visit(db, *, location: dict[str, float] | None = HOME, statu
     booking, _ = await bookings.create_booking(db, FAMILY, bookings.BookingRequest(
         slot_id=slot_id, service_id=NURSING_SERVICE, idempotency_key=key, patient_id=patient["_id"],
         assessment=ASSESSMENT, consent_version=consent_version), POLICY)
+    await time_comes(db, booking)  # booked days ahead, the visit's time has now come
     path = [t.CONFIRMED, t.ON_THE_WAY, t.IN_SERVICE, t.COMPLETED]
     for target in path[: path.index(status) + 1] if status in path else []:
         booking = await bookings.transition(db, booking["_id"], target, CLINIC_ACTOR, POLICY,
                                             nurse_id="nurse-lvli" if target == t.CONFIRMED else None)
     return Visit(booking, patient)
+
+
+async def time_comes(db, booking: dict[str, Any], minutes_ago: int = 5) -> None:
+    """Let the visit's time come: move its start to just now (the trip, arrival and completion respect time)."""
+    start = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    end = start + (booking["end"] - booking["start"] if "end" in booking else timedelta(minutes=60))
+    await db.bookings.update_one({"_id": booking["_id"]}, {"$set": {"start": start, "end": end}})
+    booking.update(start=start, end=end)
 
 
 async def arrived_and_verified(db, visit: Visit) -> None:

@@ -31,16 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # module -> why its operations are not fuzzed yet (each is converted by the helper that owns it)
 UNCONVERTED = {
-    "bookings": "hand-validated bodies (create, cancel, reschedule, waitlist); converted by the booking helper",
-    "staff_bookings": "hand-validated staff actions and reasons; converted by the booking helper",
-    "catalogue": "hand-validated queries (date_from=9999-12-31 in slots is still a 500); booking helper",
-    "settlements": "hand-validated bindings and queries; converted by the settlement helper",
-    "settlement_webhook": "signed webhook: fuzzed bodies never pass the HMAC; occurred_at plausibility window "
-                          "is the settlement helper's",
-    "inbox": "hand-validated inbox and subscription bodies (template ids); settlement helper",
-    "faq": "hand-validated ask/search/gaps, /faq/ask swallowed by /faq/{faq_id} (finding 10); FAQ helper",
-    "staff_auth": "hand-validated login; throttling and the login log come with it (finding 2); console helper",
     "wechat": "the XML callback: signed, not JSON (finding 1); callback helper",
+}
+# converted module -> why its operations are still not fuzzed
+NOT_FUZZED = {
+    "settlement_webhook": "signed webhook: the signature is checked before the body, so every fuzzed request is a "
+                          "401 (signature_missing/signature_invalid) and the body rules are never reached; "
+                          "tests/test_settlement_webhook.py signs its requests instead",
 }
 # Operations fuzzed only unauthenticated: with a token they end the session the other runs use.
 UNAUTHENTICATED_ONLY = {("POST", "/api/v1/auth/logout")}
@@ -56,6 +53,8 @@ def excluded_operations() -> set[tuple[str, str]]:
         module = getattr(handlers, name)
         assert not hasattr(module, "api"), f"handlers.{name} is converted: remove it from UNCONVERTED"
         excluded |= operations(module.OPENAPI)
+    for name in NOT_FUZZED:
+        excluded |= operations(getattr(handlers, name).api.openapi())
     return excluded
 
 

@@ -16,7 +16,9 @@ PASSWORD = "console-http-password"
 
 
 async def _signed_in(client, username: str = "clinic-h", role: str = staff.CLINIC_STAFF):
-    await staff.create_or_update(client.app[DB], username, PASSWORD, role, "test-clinic")
+    # a nurse account names its nurse record (no record is needed for the pages tested here)
+    await staff.create_or_update(client.app[DB], username, PASSWORD, role, "test-clinic",
+                                 nurse_id=f"nurse-of-{username}" if role == staff.NURSE else None)
     form_page = await client.get("/console/login")
     token = re.search(r'name="_csrf" value="([^"]+)"', await form_page.text()).group(1)
     response = await client.post("/console/login", data={"_csrf": token, "username": username,
@@ -89,3 +91,31 @@ async def test_a_nurse_cannot_open_the_accounts_page(client):
     await _signed_in(client, "nurse-h", staff.NURSE)
     response = await client.get("/console/accounts")
     assert response.status == 403 and "没有权限" in await response.text()
+
+
+async def test_a_nurse_account_is_linked_to_a_nurse_of_its_institution(client):
+    from tests.booking_factories import make_institution, make_nurse
+
+    db = client.app[DB]
+    await make_institution(db, "test-clinic", "nursing", name="测试医院")
+    await make_institution(db, "other-clinic", "nursing", name="另一家医院")
+    await make_nurse(db, "nurse-lv", "test-clinic", name="吕丽")
+    await make_nurse(db, "nurse-far", "other-clinic", name="周芳")
+    await _signed_in(client, "admin-h", staff.ADMIN)
+    page = await client.get("/console/accounts")
+    assert '<option value="nurse-lv">吕丽（测试医院）</option>' in await page.text()  # the nurse picker
+    form = {"username": "lvli", "name": "吕丽", "role": staff.NURSE, "institution_id": "test-clinic",
+            "password": "a-long-initial-password-1"}
+    for nurse_id, problem in (("", "护士账号须选择对应的护士"), ("nurse-far", "不属于所选机构")):
+        response = await client.post("/console/accounts", data={
+            **form, "nurse_id": nurse_id, "_csrf": await _csrf(client, "/console/accounts")})
+        assert response.status == 400 and problem in await response.text()
+    response = await client.post("/console/accounts", data={
+        **form, "nurse_id": "nurse-lv", "_csrf": await _csrf(client, "/console/accounts")}, allow_redirects=False)
+    assert response.status == 303
+    assert (await db[staff.COLLECTION].find_one({"_id": "lvli"}))["nurse_id"] == "nurse-lv"
+    response = await client.post("/console/accounts", data={
+        **form, "username": "desk-2", "role": staff.CLINIC_STAFF, "nurse_id": "nurse-lv",
+        "_csrf": await _csrf(client, "/console/accounts")}, allow_redirects=False)
+    assert response.status == 303  # another role names no nurse, whatever the picker said
+    assert (await db[staff.COLLECTION].find_one({"_id": "desk-2"}))["nurse_id"] is None

@@ -9,12 +9,12 @@ import pytest
 
 from bot.accounts.staff import StaffMember
 from bot.errors import ApiError
-from scheduling import bookings, ratings
+from scheduling import bookings, holidays, ratings
 from scheduling import transitions as t
 from scheduling.booking_base import Actor
 from scheduling.calendar import DayInfo, DayType
-from tests.booking_factories import CENTRE, CENTRE_SERVICE, CLINIC, POLICY, world
-from tests.home_visit_support import FAMILY, confirmed_visit
+from tests.booking_factories import CENTRE, CENTRE_SERVICE, CLINIC, POLICY, VISITOR, world
+from tests.home_visit_support import FAMILY, confirmed_visit, time_comes
 
 DESK = StaffMember("centre-desk", "centre_staff", CENTRE, "窗口负责人")
 CENTRE_ACTOR = Actor("staff", "centre-desk", t.CENTRE_STAFF, CENTRE)
@@ -30,7 +30,8 @@ async def completed_centre_visit(db, key: str = "r1") -> dict:
     w = await world(db)
     slot_id = await w.centre_slot(days=2)
     booking, _ = await bookings.create_booking(db, FAMILY, bookings.BookingRequest(
-        slot_id=slot_id, service_id=CENTRE_SERVICE, idempotency_key=key), POLICY)
+        slot_id=slot_id, service_id=CENTRE_SERVICE, idempotency_key=key, visitor=VISITOR), POLICY)
+    await time_comes(db, booking)  # check-in opens shortly before the visit
     booking = await bookings.transition(db, booking["_id"], t.CHECKED_IN, CENTRE_ACTOR, POLICY)
     return await bookings.transition(db, booking["_id"], t.COMPLETED, CENTRE_ACTOR, POLICY)
 
@@ -58,6 +59,16 @@ def test_working_days_with_a_stored_calendar_shape():
     # from Thursday 2026-12-31: Sat 01-02 (1), Mon 01-04 … Fri 01-08 (6), Mon 01-11 … Fri 01-15 (11),
     # Mon 01-18 … Thu 01-21 (15)
     assert ratings.add_working_days(date(2026, 12, 31), 15, lookup) == date(2027, 1, 21)
+
+
+async def test_deadlines_read_the_stored_holiday_calendar(db):
+    # a stored 2026 that (unlike the library's) also closes Friday 10-09: one more day to count
+    library = holidays.LIBRARY_CALENDAR.year(2026)
+    extra = holidays.HolidayRange("测试假", date(2026, 10, 9), date(2026, 10, 9))
+    await holidays.store_year(db, holidays.YearCalendar(2026, (*library.holidays, extra)), "staff:test")
+    lookup = await ratings.stored_holiday_lookup(db)
+    assert not ratings.is_working_day(date(2026, 10, 9), lookup)
+    assert ratings.add_working_days(date(2026, 9, 29), 15, lookup) == date(2026, 10, 27)
 
 
 # ---------------------------------------------------------------- invitations

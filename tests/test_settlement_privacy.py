@@ -314,7 +314,9 @@ async def test_family_grant_expires_and_is_limited(make_client, db):
 
 async def staff_headers(client, role: str, username: str | None = None) -> dict[str, str]:
     username = username or f"{role}-1"
-    await staff.create_or_update(client.app[DB], username, "pw-0123456789", role, None, name="李工作人员")
+    nurse_id = f"nurse-{username}" if role == staff.NURSE else None  # a nurse account names its nurse record
+    await staff.create_or_update(client.app[DB], username, "pw-0123456789", role, None, name="李工作人员",
+                                 nurse_id=nurse_id)
     response = await client.post("/api/v1/staff/login", json={"username": username, "password": "pw-0123456789"})
     return {"Authorization": f"Bearer {(await response.json())['token']}"}
 

@@ -27,7 +27,9 @@ SETTLEMENT_LOOKUP_UNMASKED = "settlement_lookup_unmasked"
 COUNTER_BINDING = "counter_binding"
 COUNTER_GRANT = "counter_grant"
 COUNTER_GRANT_REVOKED = "counter_grant_revoked"
+BOOKING_PERSONAL_DATA = "booking_personal_data"
 WHAT_LABELS = {
+    BOOKING_PERSONAL_DATA: "查看预约中的就诊人个人信息（未脱敏）",
     SETTLEMENT_LOOKUP: "查询结算记录（脱敏）",
     SETTLEMENT_LOOKUP_UNMASKED: "查询结算记录（含未脱敏个人信息）",
     COUNTER_BINDING: "窗口核验并绑定参保人",
@@ -88,4 +90,5 @@ def entry_view(entry: dict[str, Any], staff_names: dict[str, str] | None = None)
         "what_label": WHAT_LABELS.get(entry["what"], entry["what"]),
         "why": entry["why"],
         "settlement_ids": list((entry.get("target") or {}).get("settlement_ids", [])),
+        "booking_ids": list((entry.get("target") or {}).get("booking_ids", [])),
     }

@@ -15,7 +15,7 @@ from bot.keys import DB
 from handlers.console import session as console_session
 from handlers.console.base import ADMIN, page, parse_form, redirect, render
 from handlers.console.session import ConsoleSession
-from scheduling import institutions
+from scheduling import institutions, nurses
 
 routes = web.RouteTableDef()
 PAGE = 25
@@ -44,6 +44,20 @@ class AccountChange(BaseModel):
     role: str = Field(min_length=1, title="角色")
     institution_id: str = Field("", max_length=80, title="所属机构")
     name: str = Field(min_length=1, max_length=30, title="姓名")
+    nurse_id: str = Field("", max_length=80, title="对应护士")
+
+
+async def _nurse_problem(db: Any, role: str, institution_id: str, nurse_id: str) -> str | None:
+    """A nurse account names the nurse record (of its own institution) whose visits it sees and
+    moves; no other role has one."""
+    if role != staff.NURSE:
+        return None
+    if not nurse_id:
+        return "护士账号须选择对应的护士"
+    nurse = await db[nurses.COLLECTION].find_one({"_id": nurse_id}, {"institution_id": 1})
+    if nurse is None or nurse.get("institution_id") != institution_id:
+        return "找不到该护士，或该护士不属于所选机构"
+    return None
 
 
 async def _sign_out_everywhere(db: Any, username: str) -> None:
@@ -67,12 +81,14 @@ async def _page(request: web.Request, s: ConsoleSession, *, errors: dict[str, st
     entries, log_total = await login_log.entries(db, username=q.log_user, outcome=q.log_outcome,
                                                  skip=(q.log_page - 1) * PAGE, limit=PAGE)
     all_institutions = await institutions.list_institutions(db)
+    staff_nurses = await db[nurses.COLLECTION].find(
+        {}, {"name": 1, "institution_id": 1, "title": 1, "active": 1}).sort("name", 1).to_list(2000)
     return await render(request, "accounts.html", {
         "title": "账号与登录日志", "accounts": found, "total": total, "q": q, "pages": max(1, -(-total // PAGE)),
         "entries": entries, "log_total": log_total, "log_pages": max(1, -(-log_total // PAGE)),
         "roles": staff.ROLE_LABELS, "institutions": {i["_id"]: i.get("name", i["_id"]) for i in all_institutions},
         "outcomes": login_log.OUTCOME_LABELS, "errors": errors or {}, "values": values or {},
-        "temporary": temporary, "min_password": staff.MIN_PASSWORD,
+        "temporary": temporary, "min_password": staff.MIN_PASSWORD, "nurses": staff_nurses,
     }, s=s, status=status, active="accounts")
 
 
@@ -92,9 +108,13 @@ async def create_account(request: web.Request, s: ConsoleSession) -> web.StreamR
         return await _page(request, s, errors=errors, values=values, status=400)
     if parsed.institution_id and not await institutions.get_institution(request.app[DB], parsed.institution_id):
         return await _page(request, s, errors={"institution_id": "找不到该机构"}, values=values, status=400)
+    problem = await _nurse_problem(request.app[DB], parsed.role, parsed.institution_id, parsed.nurse_id)
+    if problem:
+        return await _page(request, s, errors={"nurse_id": problem}, values=values, status=400)
+    nurse_id = parsed.nurse_id if parsed.role == staff.NURSE else None
     try:
         member = await staff.create(request.app[DB], parsed.username, parsed.password, parsed.role,
-                                    parsed.institution_id or None, parsed.name, parsed.nurse_id or None,
+                                    parsed.institution_id or None, parsed.name, nurse_id,
                                     by=s.member.username)
     except staff.AccountError as exc:
         return await _page(request, s, errors={exc.field or "username": str(exc)}, values=values, status=400)
@@ -112,8 +132,13 @@ async def change_account(request: web.Request, s: ConsoleSession) -> web.StreamR
         message = "；".join(errors.values()) if errors else "除管理员外，账号必须属于一个机构"
         await console_session.flash(request, s, f"未能修改 {username}：{message}")
         raise redirect("/console/accounts")
-    await staff.update(request.app[DB], username, {"role": parsed.role, "name": parsed.name,
-                                                   "institution_id": parsed.institution_id or None})
+    problem = await _nurse_problem(request.app[DB], parsed.role, parsed.institution_id, parsed.nurse_id)
+    if problem:
+        await console_session.flash(request, s, f"未能修改 {username}：{problem}")
+        raise redirect("/console/accounts")
+    await staff.update(request.app[DB], username, {
+        "role": parsed.role, "name": parsed.name, "institution_id": parsed.institution_id or None,
+        "nurse_id": parsed.nurse_id if parsed.role == staff.NURSE else None})
     await console_session.flash(request, s, f"已修改账号 {username} 的角色和机构")
     raise redirect("/console/accounts")
 

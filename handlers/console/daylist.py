@@ -79,10 +79,22 @@ async def day_list(request: web.Request, s: ConsoleSession) -> web.StreamRespons
     return await _day(request, s)
 
 
-async def booking_for_code(request: web.Request, s: ConsoleSession, code: str) -> str:
-    """The booking a counter code stands for. Today the code is the booking number itself.
-    TODO(booking codes): point this at the code lookup of the booking-codes change."""
-    return code.strip()
+# What the counter says for each refusal of the code lookup (scheduling.bookings.check_in_by_code).
+CODE_MESSAGES = {
+    "code_not_found": "找不到该预约号，请核对后重新输入",
+    "code_used": "该预约已经签到过了，请勿重复签到",
+    "code_other_institution": "该预约不属于本中心",
+    "code_not_for_check_in": "这是网约护士预约，不能在窗口签到",
+    "forbidden": "该预约不属于本中心",
+}
+
+
+async def booking_for_code(request: web.Request, s: ConsoleSession, code: str) -> dict[str, Any]:
+    """Check in the booking a counter code stands for (typed, or scanned from the visitor's QR
+    code): the domain's code lookup, which refuses a used, expired, cancelled or other
+    institution's code, and lets exactly one of two simultaneous scans through."""
+    return await bookings.check_in_by_code(request.app[DB], code, Actor.staff(s.member), policy_of(request),
+                                           now=datetime.now(UTC))
 
 
 @routes.post("/console/day/check-in")
@@ -94,22 +106,11 @@ async def check_in(request: web.Request, s: ConsoleSession) -> web.StreamRespons
         return await _day(request, s, code_error="请输入或扫描预约号", status=400)
     if len(code) > 64:
         return await _day(request, s, code_error="预约号过长，请核对", code=code[:64], status=400)
-    booking_id = await booking_for_code(request, s, code)
-    db = request.app[DB]
     try:
-        booking = await bookings.get(db, booking_id, Actor.staff(s.member))
-        if booking["kind"] != t.CENTRE:
-            raise ApiError(409, "not_a_centre_booking", "这是网约护士预约，不能在窗口签到")
-        if booking["status"] == t.CHECKED_IN:
-            raise ApiError(409, "already_checked_in",
-                           f"该预约已经签到过了，请勿重复签到（{booking.get('service_name', '')}）")
-        updated = await bookings.transition(db, booking_id, t.CHECKED_IN, Actor.staff(s.member), policy_of(request),
-                                            now=datetime.now(UTC))
+        updated = await booking_for_code(request, s, code)
     except ApiError as exc:
-        message = {"booking_not_found": "找不到该预约号，请核对后重新输入", "forbidden": "该预约不属于本中心"}.get(
-            exc.code, exc.message)
+        message = CODE_MESSAGES.get(exc.code, exc.message)
         return await _day(request, s, code_error=message, code=code, status=exc.status if exc.status < 500 else 409)
     await console_session.flash(request, s, f"签到成功：{updated.get('service_name', '')}，"
                                             f"{local(updated['start']):%H:%M} 时段")
     raise redirect(f"/console/day?date={updated['date']}")
-

@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from bot.errors import ApiError
 from bot.notify import outbox
 from scheduling import bookings, nurses
+from scheduling import credentials as nurse_credentials
 from scheduling import transitions as t
 from scheduling.booking_base import BOOKINGS
 
@@ -85,8 +86,8 @@ async def messages_of(db: AsyncDatabase, booking_id: str) -> list[dict[str, Any]
                   .sort("created_at", ASCENDING).to_list(100))
 
 
-class _Nurses:
-    """A read-only stand-in for the ``nurses`` collection holding the nurses already loaded, so the
+class _Preloaded:
+    """A read-only stand-in for one collection holding the documents already loaded, so the
     domain's own qualification check runs over a page of requests without a query per pair."""
 
     def __init__(self, documents: list[dict[str, Any]]) -> None:
@@ -97,13 +98,14 @@ class _Nurses:
 
 
 class _PreloadedDb:
-    def __init__(self, documents: list[dict[str, Any]]) -> None:
-        self._nurses = _Nurses(documents)
+    """The nurses and their credentials (licence, insurance) of one institution, preloaded."""
+
+    def __init__(self, staff_nurses: list[dict[str, Any]], credentials: list[dict[str, Any]]) -> None:
+        self._collections = {nurses.COLLECTION: _Preloaded(staff_nurses),
+                             nurse_credentials.COLLECTION: _Preloaded(credentials)}
 
     def __getitem__(self, name: str) -> Any:
-        if name != nurses.COLLECTION:
-            raise KeyError(name)
-        return self._nurses
+        return self._collections[name]
 
 
 async def nurse_choices(db: AsyncDatabase, institution_id: str, requests: list[dict[str, Any]],
@@ -112,7 +114,9 @@ async def nurse_choices(db: AsyncDatabase, institution_id: str, requests: list[d
     active) who are free for the whole visit. Confirmation re-checks both in its transaction."""
     staff_nurses = await db[nurses.COLLECTION].find({"institution_id": institution_id, "active": True}) \
         .sort("name", ASCENDING).to_list(None)
-    preloaded = _PreloadedDb(staff_nurses)
+    credentials = await db[nurse_credentials.COLLECTION].find(
+        {"_id": {"$in": [n["_id"] for n in staff_nurses]}}).to_list(None) if staff_nurses else []
+    preloaded = _PreloadedDb(staff_nurses, credentials)
     wanted = {id(r): bookings.buckets(*bookings.visit_interval(r)) for r in requests}
     all_buckets = sorted({b for bs in wanted.values() for b in bs})
     taken: set[tuple[str, datetime]] = set()

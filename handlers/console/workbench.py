@@ -176,6 +176,6 @@ async def reveal(request: web.Request, s: ConsoleSession) -> web.StreamResponse:
     if parsed is None:
         await console_session.flash(request, s, "请先选择或填写查看原因")
         raise redirect(_back(request, form))
-    note_personal_data_access(s.member, booking["_id"], parsed.reason)
+    await note_personal_data_access(request.app[DB], s.member, booking, parsed.reason)
     await console_session.add_reveal(request, s, booking["_id"])
     raise redirect(_back(request, form))
