@@ -45,7 +45,7 @@ RELATED = 3
 # "…是什么") are suggested first. Only the order of suggestions changes, never a decision.
 OVERVIEW_WINDOW = 0.1
 TIE = 0.02  # two candidates this close in probability are indistinguishable: never answer one of them
-BARE_TOPIC_FLOOR = 0.2  # a bare topic is clarified, not declined, down to this probability
+BARE_TOPIC_FLOOR = 0.02  # a bare topic of corpus words is clarified, not declined, down to this probability
 _WHAT_IS = {("什么", "是"), ("是", "什么"), ("是", "啥")}
 
 FALLBACK_MESSAGE = ("抱歉，这个问题我暂时还答不上来。您可以换个说法再问一次，或转人工服务，"
@@ -375,7 +375,8 @@ class Engine:
         second = found.probabilities[1] if len(found.probabilities) > 1 else 0.0
         tied = second >= p - TIE
         # a bare topic ("共济") with another plausible entry names a subject, not one question: a list
-        subject = analysis.bare_topic and second >= thresholds.sibling
+        runner_up = found.result.ranked[1][1] if len(found.result.ranked) > 1 else 0.0  # second fused score
+        subject = analysis.bare_topic and (second >= thresholds.sibling or runner_up >= self.params.suggest_threshold)
         if p >= thresholds.answer and not analysis.one_character and not tied and not subject:
             siblings = [item for item, q in zip(ranked[1:], found.probabilities[1:], strict=False)
                         if q >= thresholds.sibling]
@@ -393,7 +394,8 @@ class Engine:
         if named is not None:
             return referred(named, score, confidence), ranked
         # a bare topic ("医保", "两病") names a subject: a list of its entries is the useful reply
-        if p >= thresholds.clarify or (analysis.bare_topic and p >= BARE_TOPIC_FLOOR):
+        known_topic = analysis.bare_topic and all(t in self.vocabulary for t in analysis.content)
+        if p >= thresholds.clarify or (known_topic and p >= BARE_TOPIC_FLOOR):
             if analysis.bare_topic and {w for w in analysis.words if w.startswith("@")} <= {"@what"}:
                 ranked = self._overviews_first(ranked)
             return Answer(answered=False, score=score, message=SUGGEST_MESSAGE, kind="clarify", confidence=confidence,

@@ -138,12 +138,14 @@ def replay(q: Question, p: list[float], t: Thresholds) -> tuple[str, str | None]
     first = q.ids[order[0]]
     second = p[order[1]] if len(order) > 1 else 0.0
     tied = second >= best - TIE
-    subject = q.bare_topic and second >= t.sibling
+    runner_up = q.x[1][0] if len(q.x) > 1 else 0.0  # the second fused score
+    subject = q.bare_topic and (second >= t.sibling or runner_up >= DEFAULT_PARAMS.suggest_threshold)
     if best >= t.answer and not q.one_character and not tied and not subject:
         return "answer", first
     if q.named:
         return "refer", None
-    clarify = best >= t.clarify or (q.bare_topic and best >= BARE_TOPIC_FLOOR)
+    unknown = q.x[0][FEATURES.index("unknown_words")] if q.x else 1.0
+    clarify = best >= t.clarify or (q.bare_topic and unknown == 0 and best >= BARE_TOPIC_FLOOR)
     return ("clarify", first) if clarify else ("decline", None)
 
 

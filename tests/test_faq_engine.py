@@ -94,7 +94,7 @@ def test_an_ambiguous_question_offers_both_readings_in_the_first_reply(engine: E
     offered = [answer.faq_id, *(s["faq_id"] for s in answer.suggestions)]
     assert {"t-remote-filing", "t-remote-effective"} <= set(offered) and len(answer.suggestions) <= 3
     if answer.kind == "answer":  # the likelier one answered, the sibling offered next to it
-        assert answer.message == "您可能还想问："
+        assert answer.message in ("您可能还想问：", None)
     else:
         assert answer.kind == "clarify" and answer.message == "您是不是想问：" and answer.answer is None
 
