@@ -44,7 +44,7 @@ WARMUP_REQUESTS = 300
 CONCURRENCY = 32
 USERS = 2000  # distinct openids: each sends a message every few seconds, like a lively conversation
 THROUGHPUT_SECONDS = 5.0
-HARD_LIMIT_SECONDS = 150
+HARD_LIMIT_SECONDS = 360  # bounded, with room for a loaded machine (the 500 req/s phase is 5,000 requests)
 HOST = "127.0.0.1"
 
 
