@@ -54,10 +54,19 @@ class Address(Body):
     location: GeoPoint | None = Field(None, title="地图位置", description="小程序 wx.chooseLocation 选点（GCJ-02）")
 
 
+def _patch_schema(schema: dict) -> None:
+    """At least one field; a left-out field is simply not changed, so the schema shows no ``null``
+    default for a field that may not be null."""
+    schema["minProperties"] = 1
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None and prop.get("type") != "null" and "anyOf" not in prop:
+            del prop["default"]
+
+
 class PatientFields(Body):
     """只改提供的字段（至少一个）；姓名、性别、年龄、电话、地址一经填写不能清空（不能为 null）"""
 
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+    model_config = ConfigDict(json_schema_extra=_patch_schema)
 
     name: Text = Field(None, min_length=1, max_length=30, title="姓名")  # type: ignore[assignment]
     gender: Literal["男", "女"] = Field(None, title="性别")  # type: ignore[assignment]
