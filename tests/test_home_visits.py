@@ -182,10 +182,11 @@ async def test_an_expired_licence_or_insurance_blocks_assignment(db):
     assert refused.status == 409 and refused.code == "nurse_licence_expired"
     assert (await db.bookings.find_one({"_id": visit.id}))["status"] == "requested"
     assert await db.nurse_assignments.count_documents({}) == 0
-    # insurance ending before the visit day blocks too
+    # insurance ending before the visit day blocks too (the visit is due now: two days ago is before it
+    # in every time zone)
+    ended = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
     await credentials.put(db, CLINIC, "nurse-lvli", credentials.parse(
-        {**CREDENTIALS, "insurance": {**CREDENTIALS["insurance"],
-                                      "valid_until": datetime.now(UTC).date().isoformat()}}), by="desk")
+        {**CREDENTIALS, "insurance": {**CREDENTIALS["insurance"], "valid_until": ended}}), by="desk")
     refused = await error_of(bookings.transition(db, visit.id, t.CONFIRMED, CLINIC_ACTOR, POLICY,
                                                  nurse_id="nurse-lvli"))
     assert refused.code == "nurse_insurance_expired"
