@@ -15,7 +15,7 @@ from bot.errors import ApiError
 from bot.keys import DB
 from bot.web import json_response
 from handlers.auth import current_resident
-from handlers.staff_auth import current_staff, require_institution
+from handlers.staff_auth import current_staff, institution_scope
 from scheduling import ratings
 from scheduling.calendar import SHANGHAI
 
@@ -87,18 +87,11 @@ class Summary(BaseModel):
     groups: list[dict[str, Any]]
 
 
-def _institution(member: staff.StaffMember, requested: str | None) -> str | None:
-    institution_id = requested or member.institution_id
-    if institution_id is not None:
-        require_institution(member, institution_id)
-    return institution_id
-
-
 @api.get("/api/v1/staff/ratings/summary", summary="评价统计（按服务、护士、月份）", query=SummaryQuery,
          response=Summary, auth=True)
 async def summary(request: web.Request, query: SummaryQuery) -> web.Response:
     member = await current_staff(request, *_STAFF)
-    institution_id = _institution(member, query.institution_id)
+    institution_id = institution_scope(member, query.institution_id)
     return json_response({"by": query.by, "groups": await ratings.summary(request.app[DB], institution_id, query.by)})
 
 
@@ -120,7 +113,7 @@ def _today() -> Any:
          auth=True)
 async def list_cases(request: web.Request, query: CaseQuery) -> web.Response:
     member = await current_staff(request, *_STAFF)
-    institution_id = _institution(member, query.institution_id)
+    institution_id = institution_scope(member, query.institution_id)
     db, today = request.app[DB], _today()
     found = await ratings.list_cases(db, institution_id, status=query.status)
     return json_response({"cases": [ratings.case_view(c, today) for c in found],

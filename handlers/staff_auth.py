@@ -56,6 +56,15 @@ def require_institution(member: staff.StaffMember, institution_id: str) -> None:
         raise FORBIDDEN
 
 
+def institution_scope(member: staff.StaffMember, requested: str | None) -> str | None:
+    """The institution a staff list is for: the one asked for (403 unless the member may act for it),
+    else the member's own; None for an admin of every institution who asked for none."""
+    institution_id = requested or member.institution_id
+    if institution_id is not None:
+        require_institution(member, institution_id)
+    return institution_id
+
+
 class Credentials(Body):
     username: str = Field(min_length=1, max_length=64, title="用户名")
     password: str = Field(min_length=1, max_length=256, title="密码", json_schema_extra={"format": "password"})

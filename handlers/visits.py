@@ -27,7 +27,7 @@ from bot.wechat.api import WECHAT
 from handlers.auth import current_resident
 from handlers.bookings import policy_of
 from handlers.patients import GeoPoint
-from handlers.staff_auth import current_staff, require_institution
+from handlers.staff_auth import current_staff, institution_scope, require_institution
 from scheduling import alarms, consent, credentials, service_records, visits
 from scheduling.booking_base import BOOKINGS
 from scheduling.calendar import SHANGHAI
@@ -412,19 +412,12 @@ class AlarmList(BaseModel):
     open: int
 
 
-def _institution(member: staff.StaffMember, requested: str | None) -> str | None:
-    institution_id = requested or member.institution_id
-    if institution_id is not None:
-        require_institution(member, institution_id)
-    return institution_id
-
-
 @api.get("/api/v1/staff/alarms", summary="报警列表（工作台报警横幅用 status=open）", query=AlarmQuery,
          response=AlarmList, auth=True)
 async def list_alarms(request: web.Request, query: AlarmQuery) -> web.Response:
     member = await current_staff(request, *_CLINIC)
     db = request.app[DB]
-    institution_id = _institution(member, query.institution_id)
+    institution_id = institution_scope(member, query.institution_id)
     found = await alarms.list_alarms(db, institution_id, status=query.status)
     open_count = await db[alarms.ALARMS].count_documents(
         {"status": alarms.OPEN, **({"institution_id": institution_id} if institution_id else {})})
@@ -473,7 +466,7 @@ class Roster(BaseModel):
          body=RosterEntryIn, response=Loose, auth=True)
 async def put_roster_entry(request: web.Request, body: RosterEntryIn) -> web.Response:
     member = await current_staff(request, *_CLINIC)
-    institution_id = _institution(member, body.institution_id)
+    institution_id = institution_scope(member, body.institution_id)
     if institution_id is None:
         raise ApiError(400, "institution_required", "请指定机构（institution_id）")
     entry = await alarms.set_roster_entry(request.app[DB], institution_id, request.match_info["contact"],
@@ -485,7 +478,7 @@ async def put_roster_entry(request: web.Request, body: RosterEntryIn) -> web.Res
 @api.get("/api/v1/staff/duty-roster", summary="报警值班表", response=Roster, auth=True)
 async def get_roster(request: web.Request) -> web.Response:
     member = await current_staff(request, *_CLINIC)
-    institution_id = _institution(member, request.query.get("institution_id"))
+    institution_id = institution_scope(member, request.query.get("institution_id"))
     if institution_id is None:
         raise ApiError(400, "institution_required", "请指定机构（institution_id）")
     return json_response({"entries": await alarms.roster(request.app[DB], institution_id)})
@@ -548,5 +541,5 @@ class AlertList(BaseModel):
 @api.get("/api/v1/staff/alerts", summary="工作人员提醒（如护士证书或保险 30 天内到期）", response=AlertList, auth=True)
 async def staff_alerts(request: web.Request) -> web.Response:
     member = await current_staff(request, *_CLINIC)
-    institution_id = _institution(member, request.query.get("institution_id"))
+    institution_id = institution_scope(member, request.query.get("institution_id"))
     return json_response({"alerts": await credentials.alerts(request.app[DB], institution_id)})
